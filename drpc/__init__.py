@@ -1,0 +1,9 @@
+"""DRPC: distributed reinforcement-learning provisioning for containers.
+
+A numpy simulated Kubernetes cluster (:mod:`drpc.sim`), real request traces and forecasts
+(:mod:`drpc.workload`), exact baselines (:mod:`drpc.baselines`) and the evaluation harness
+(:mod:`drpc.evaluate`); later: RL training on Ray (:mod:`drpc.rllib_env`), students
+(:mod:`drpc.imitation`) and live serving (:mod:`drpc.serve`).
+"""
+
+__version__ = "0.1.0"

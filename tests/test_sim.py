@@ -1,0 +1,199 @@
+"""The simulated cluster: lifecycle, scheduling, resize, OOM, composition, safety, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drpc.sim.app import app_from_data
+from drpc.sim.cluster import ClusterSim
+from drpc.sim.graph import compile_app
+from drpc.sim.types import Action, ClusterConfig, Phase, ResizeStatus
+
+
+def service(name: str, **kw) -> dict:
+    base = {
+        "name": name,
+        "cpu_seconds_per_request": 0.01,
+        "memory_base_mib": 100,
+        "memory_per_inflight_mib": 1,
+        "startup_s": 20,
+        "min_replicas": 1,
+        "max_replicas": 10,
+        "replicas": 2,
+        "cpu_request_millicores": 500,
+        "cpu_limit_millicores": 1000,
+        "memory_request_mib": 256,
+        "memory_limit_mib": 1024,
+    }
+    base.update(kw)
+    return base
+
+
+def three_tier(mode: str = "sequential", **fe) -> dict:
+    return {
+        "name": "three",
+        "provenance": "test",
+        "services": [service("fe", **fe), service("a"), service("b")],
+        "endpoints": [
+            {
+                "name": "e",
+                "entry": "fe",
+                "weight": 1,
+                "slo_p99_ms": 500,
+                "calls": [
+                    {"caller": "fe", "callee": "a", "mode": mode},
+                    {"caller": "fe", "callee": "b", "mode": mode},
+                ],
+            }
+        ],
+    }
+
+
+def make_sim(
+    data: dict, rps: float = 50.0, intervals: int = 40, seed: int = 0, **cfg
+) -> ClusterSim:
+    config = ClusterConfig(**{"n_nodes": 2, "arrival_noise": "none", **cfg})
+    load = np.full((intervals, config.substeps), rps)
+    return ClusterSim(compile_app(app_from_data(data)), config, load, seed=seed)
+
+
+def test_same_seed_same_run_and_seed_matters():
+    def run(seed):
+        sim = make_sim(three_tier(), rps=80, seed=seed, arrival_noise="poisson")
+        out = []
+        for i in range(10):
+            act = Action(replicas=np.array([4, 3, 3])) if i == 2 else None
+            out.append(sim.step(act).latency_p99_ms.copy())
+        return np.array(out)
+
+    assert np.array_equal(run(3), run(3))
+    assert not np.array_equal(run(3), run(4))
+
+
+def test_scale_up_pods_go_pending_starting_ready_after_startup():
+    sim = make_sim(three_tier(), intervals=10)
+    sim.step()
+    obs = sim.step(Action(replicas=np.array([5, np.nan, -1])))  # NaN / -1: no change
+    assert list(obs.replicas_desired) == [5, 2, 2]
+    assert obs.replicas_ready[0] == 2  # started 1 s after the interval began; startup 20 s
+    phases = obs.pods.phase[obs.pods.service == 0]
+    assert (phases == Phase.STARTING).sum() == 3
+    obs = sim.step()  # 30 s after the action: ready (startup 20 s +/- 10%)
+    assert obs.replicas_ready[0] == 5
+
+
+def test_scale_down_stops_serving_at_once_and_frees_after_grace():
+    sim = make_sim(three_tier(replicas=4), intervals=10)
+    sim.step()
+    obs = sim.step(Action(replicas=np.array([1, 2, 2])))
+    assert obs.replicas_ready[0] == 1
+    terminating = (obs.pods.service == 0) & (obs.pods.phase == Phase.TERMINATING)
+    assert terminating.sum() == 3  # hold their requests for the grace period
+    obs = sim.step()
+    assert ((obs.pods.service == 0) & (obs.pods.phase == Phase.TERMINATING)).sum() == 0
+
+
+def test_pods_that_do_not_fit_stay_pending():
+    # One node of 2 cores: 2 + 2 + 2 pods x 500m = 3 cores of requests do not fit.
+    sim = make_sim(three_tier(), intervals=5, n_nodes=1, node_cpu_millicores=2000)
+    obs = sim.step()
+    assert obs.pods_pending.sum() == 2
+    assert obs.replicas_ready.sum() == 4
+    obs = sim.step(Action(replicas=np.array([1, 1, 2])))  # frees 1 core after the grace period
+    obs = sim.step()
+    assert obs.pods_pending.sum() == 0
+
+
+def test_in_place_resize_applies_after_delay_and_raises_capacity():
+    # fe alone saturates at 1 core (100 req/s at 10 ms): 150 req/s overloads it.
+    sim = make_sim(three_tier(replicas=1), rps=150, intervals=10)
+    before = sim.step()
+    assert before.error_rate[0] > 0 or before.latency_p99_ms[0] > 1000
+    new = np.array([2000.0, np.nan, np.nan])
+    obs = sim.step(Action(cpu_limit_millicores=new, cpu_request_millicores=new))
+    fe = obs.pods.service == 0
+    assert np.all(obs.pods.cpu_limit_millicores[fe] == 2000)  # actuated 3 s into the interval
+    assert np.all(obs.pods.resize_status[fe] == ResizeStatus.NONE)
+    assert obs.cpu_limit_millicores[0] == 2000  # the template follows
+    for _ in range(3):
+        obs = sim.step()
+    assert obs.latency_p99_ms[0] < before.latency_p99_ms[0]
+
+
+def test_resize_beyond_node_is_infeasible_and_beyond_free_room_deferred():
+    sim = make_sim(three_tier(), intervals=5, node_cpu_millicores=4000)
+    sim.step()
+    big = np.array([5000.0, np.nan, np.nan])  # more than a node's allocatable
+    obs = sim.step(Action(cpu_request_millicores=big, cpu_limit_millicores=big))
+    fe = obs.pods.service == 0
+    assert np.all(obs.pods.resize_status[fe] == ResizeStatus.INFEASIBLE)
+    assert np.all(obs.pods.cpu_limit_millicores[fe] == 1000)  # unchanged
+    # 3200m fits an empty node but not next to the other pods: Deferred (retried).
+    mid = np.array([3200.0, np.nan, np.nan])
+    obs = sim.step(Action(cpu_request_millicores=mid, cpu_limit_millicores=mid))
+    assert np.all(obs.pods.resize_status[obs.pods.service == 0] == ResizeStatus.DEFERRED)
+    # Shrinking the others makes room; the deferred resize is admitted on a later sync.
+    small = np.array([np.nan, 100.0, 100.0])
+    sim.step(Action(cpu_request_millicores=small, cpu_limit_millicores=small))
+    obs = sim.step()
+    assert (obs.pods.cpu_limit_millicores[obs.pods.service == 0] == 3200).any()
+
+
+def test_oom_kill_restarts_with_backoff():
+    # 1.0 MiB per in-flight request and a 120 MiB limit over a 100 MiB base: overload -> OOM.
+    data = three_tier(replicas=1, memory_limit_mib=120, memory_request_mib=120)
+    sim = make_sim(data, rps=150, intervals=30)
+    kills = []
+    for _ in range(30):
+        obs = sim.step()
+        kills.append(obs.oom_kills[0])
+    assert sum(kills) >= 2
+    restarts = obs.pods.restarts[obs.pods.service == 0]
+    assert restarts.max() >= 1
+
+
+def test_parallel_fanout_is_faster_than_sequential():
+    seq = make_sim(three_tier("sequential"), rps=30, intervals=3).step()
+    par = make_sim(three_tier("parallel"), rps=30, intervals=3).step()
+    assert par.endpoint_latency_mean_ms[0] < seq.endpoint_latency_mean_ms[0]
+    own = seq.latency_mean_ms
+    assert seq.endpoint_latency_mean_ms[0] == pytest.approx(own.sum(), rel=1e-6)
+    assert par.endpoint_latency_mean_ms[0] == pytest.approx(own[0] + max(own[1], own[2]), rel=1e-6)
+    assert np.all(
+        np.diff(
+            [
+                seq.endpoint_latency_p50_ms[0],
+                seq.endpoint_latency_p95_ms[0],
+                seq.endpoint_latency_p99_ms[0],
+            ]
+        )
+        > 0
+    )
+
+
+def test_actions_are_clamped_and_validated():
+    sim = make_sim(three_tier(), intervals=5)
+    obs = sim.step(Action(replicas=np.array([99, 0, 3])))
+    assert list(obs.replicas_desired) == [10, 1, 3]
+    with pytest.raises(ValueError, match="replicas"):
+        sim.step(Action(replicas=np.array([1, 2])))
+    obs = sim.step(Action(cpu_limit_millicores=np.array([1.0, 1e9, np.nan])))
+    assert obs.cpu_limit_millicores[0] == ClusterConfig().min_cpu_millicores
+    assert obs.cpu_limit_millicores[1] == 2 * sim.config.node_cpu_millicores
+    assert obs.cpu_request_millicores[0] <= obs.cpu_limit_millicores[0]
+
+
+def test_pod_table_must_be_read_before_next_step():
+    sim = make_sim(three_tier(), intervals=5)
+    obs = sim.step()
+    sim.step()
+    with pytest.raises(RuntimeError, match="before the next step"):
+        _ = obs.pods
+
+
+def test_cost_counts_scheduled_requests():
+    sim = make_sim(three_tier(), intervals=3)
+    obs = sim.step()
+    assert obs.cpu_allocated_millicores == pytest.approx(6 * 500)
+    assert obs.memory_allocated_mib == pytest.approx(6 * 256)

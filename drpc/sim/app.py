@@ -239,7 +239,8 @@ def load_data_file(path: Path, error_cls: type[ValueError]) -> Any:
     try:
         if path.suffix == ".json":
             return json.loads(text)
-        return yaml.safe_load(text)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~30x faster
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         raise error_cls(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {err}") from None
 

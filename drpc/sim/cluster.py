@@ -523,7 +523,9 @@ class ClusterSim:
         excess = np.maximum(q_s - mean_s[None, :], 0.0)
 
         # Memory and OOM kills (ready pods; working set from in-flight requests).
-        inflight_pod = lam_pod * visit_s + self.backlog / n_safe
+        inflight_pod = np.minimum(
+            lam_pod * visit_s + self.backlog / n_safe, cfg.max_inflight_per_pod
+        )
         oom = self._memory_and_oom(inflight_pod, served, count[-1], t1)
         killed_inflight = oom * inflight_pod
         failed = failed + np.minimum(killed_inflight, served)
@@ -536,6 +538,8 @@ class ClusterSim:
         e2e = app.compose(mean_s, excess)  # (1 + Q, E)
         log_ok = np.asarray(app.visits @ np.log1p(-np.minimum(err, 1.0 - 1e-12))).ravel()
         ep_err = 1.0 - np.exp(log_ok)
+        # The client gives up at the timeout: failed requests count at it, nothing exceeds it.
+        e2e = np.minimum(e2e, timeout)
         ep_q = np.where(ep_err[None, :] > (1.0 - QUANTILES)[:, None], timeout, e2e[1:])
         ep_mean = (1.0 - ep_err) * e2e[0] + ep_err * timeout
 

@@ -70,6 +70,9 @@ class ClusterConfig:
     """Cap on the restart back-off (kubelet's CrashLoopBackOff maximum)."""
     backoff_reset_s: float = 600.0
     """A pod Ready this long has its restart back-off reset."""
+    max_inflight_per_pod: float = 100.0
+    """Requests a pod holds in memory at once (thread pool + accept queue); the rest of a
+    backlog waits in the load balancer and costs the pod no memory."""
     memory_jitter: float = 0.05
     """Per-pod working-set factor U(1 - j, 1 + j), so OOM kills do not hit all pods at once."""
     arrival_noise: Literal["poisson", "none"] = "poisson"

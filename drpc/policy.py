@@ -1,0 +1,129 @@
+"""The policy interface and the registry that turns ``--policy NAME:k=v,...`` into a policy.
+
+A policy sees one :class:`~drpc.sim.types.Observation` per control interval and returns an
+:class:`~drpc.sim.types.Action` (absolute targets; ``None`` for no change). The simulator
+enforces the safety limits (min/max replicas, resource bounds) on whatever a policy returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+from typing import Any, Protocol, runtime_checkable
+
+from drpc.sim.cluster import ClusterSim
+from drpc.sim.types import Action, Observation
+
+__all__ = [
+    "Policy",
+    "PolicyError",
+    "register_policy",
+    "make_policy",
+    "policy_names",
+    "parse_params",
+]
+
+
+class PolicyError(ValueError):
+    """A policy spec that names an unknown policy or a bad parameter."""
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Anything that maps observations to actions."""
+
+    name: str
+
+    def reset(self, sim: ClusterSim) -> None:
+        """Called once before a run with the simulator (its app, config and, for the
+        clairvoyant oracle only, its future load)."""
+
+    def act(self, obs: Observation) -> Action | None:
+        """The action to apply at the start of the next interval."""
+
+
+_REGISTRY: dict[str, tuple[Callable[..., Policy], type | None, str]] = {}
+
+
+def register_policy(name: str, params: type | None = None, help: str = ""):
+    """Decorator: register ``factory(params_instance) -> Policy`` under ``name``.
+
+    ``params`` is a dataclass whose fields (with defaults) are the parameters accepted after
+    the colon in ``NAME:field=value,...``.
+    """
+
+    def wrap(factory: Callable[..., Policy]):
+        _REGISTRY[name] = (factory, params, help)
+        return factory
+
+    return wrap
+
+
+def policy_names() -> dict[str, str]:
+    """Registered policy names and their one-line help."""
+    _load_builtin()
+    return {k: v[2] for k, v in sorted(_REGISTRY.items())}
+
+
+def parse_params(spec: str, params_cls: type | None, policy: str) -> Any:
+    """Parse ``k=v,k=v`` into an instance of the ``params_cls`` dataclass (typed by its fields)."""
+    if params_cls is None:
+        if spec:
+            raise PolicyError(f"policy {policy!r} takes no parameters, got {spec!r}")
+        return None
+    known = {f.name: f for f in fields(params_cls)}
+    values: dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        key, eq, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq:
+            raise PolicyError(f"policy {policy!r}: expected KEY=VALUE, got {item!r}")
+        if key not in known:
+            raise PolicyError(
+                f"policy {policy!r}: unknown parameter {key!r} (known: {', '.join(known)})"
+            )
+        values[key] = _convert(raw.strip(), known[key], policy)
+    try:
+        return params_cls(**values)
+    except (TypeError, ValueError) as err:
+        raise PolicyError(f"policy {policy!r}: {err}") from None
+
+
+def _convert(raw: str, field, policy: str) -> Any:
+    default = field.default
+    kind = type(default) if default is not None and not callable(default) else str
+    try:
+        if kind is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        return raw
+    except ValueError:
+        raise PolicyError(
+            f"policy {policy!r}: parameter {field.name!r} expects {kind.__name__}, got {raw!r}"
+        ) from None
+
+
+def make_policy(spec: str) -> Policy:
+    """Build a policy from ``NAME`` or ``NAME:key=value,key=value``."""
+    _load_builtin()
+    name, _, rest = spec.partition(":")
+    name = name.strip()
+    if name not in _REGISTRY:
+        raise PolicyError(f"unknown policy {name!r} (known: {', '.join(sorted(_REGISTRY))})")
+    factory, params_cls, _ = _REGISTRY[name]
+    params = parse_params(rest, params_cls, name)
+    policy = factory(params) if params_cls is not None else factory()
+    policy.name = spec if rest else name
+    return policy
+
+
+def _load_builtin() -> None:
+    # Importing registers the built-in policies; later modules register more.
+    import drpc.baselines  # noqa: F401

@@ -242,7 +242,9 @@ def load_data_file(path: Path, error_cls: type[ValueError]) -> Any:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: ~30x faster
         return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
     except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise error_cls(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {err}") from None
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        detail = str(err).replace('"<unicode string>"', "the file")
+        raise error_cls(f"{path}: not valid {kind}: {detail}") from None
 
 
 def bundled_apps() -> dict[str, Path]:

@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from importlib import resources
@@ -115,6 +116,13 @@ class ScenarioSpec(_Strict):
     cluster: ClusterSpec = ClusterSpec()
     sim: SimSpec = SimSpec()
     seed: int = Field(default=0, ge=0)
+    warm_start_utilization: float | None = Field(
+        default=0.6,
+        gt=0,
+        le=1,
+        description="start each service with the replicas that serve the first interval's load "
+        "at this CPU utilisation of its limits (null: the app's initial replicas)",
+    )
     service_overrides: dict[str, ServiceOverride] = Field(default_factory=dict)
 
 
@@ -229,6 +237,11 @@ def build_scenario(data: Any, source: str = "<data>", base_dir: Path | None = No
             f"{source}: trace.window_s: the window is shorter than one {cfg.interval_s:g} s "
             "interval after time compression"
         )
+    if spec.warm_start_utilization is not None:
+        compiled = dataclasses.replace(
+            compiled,
+            replicas0=warm_start_replicas(compiled, load[0].mean(), spec.warm_start_utilization),
+        )
     return Scenario(
         spec=spec,
         app=compiled,
@@ -238,6 +251,14 @@ def build_scenario(data: Any, source: str = "<data>", base_dir: Path | None = No
         seed=spec.seed,
         source=source,
     )
+
+
+def warm_start_replicas(app: CompiledApp, entry_rps: float, utilization: float) -> np.ndarray:
+    """Replicas that serve ``entry_rps`` at ``utilization`` of each service's CPU limit, within
+    [min_replicas, max_replicas]: a cluster that has been running before the window starts."""
+    cores = app.cpu_limit_m0 / 1000.0
+    need = np.ceil(entry_rps * app.visits_per_request * app.cpu_s / (cores * utilization))
+    return np.clip(need, np.maximum(app.min_replicas, 1), app.max_replicas).astype(np.int64)
 
 
 def _resolve(path_or_name: str, base: Path, bundled: set[str]) -> str | Path:

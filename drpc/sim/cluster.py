@@ -416,25 +416,28 @@ class ClusterSim:
         active = np.arange(pending.size)
         cap_cpu, cap_mem = self.node_cpu_cap, self.node_mem_cap
         while active.size:
-            pod = pending[active]
+            # Each round places at most one pod per node, so only the first few pods in the
+            # queue can win: score those (bounds memory at 4 x nodes^2 entries).
+            queue, active = active[: 4 * cap_cpu.size], active[4 * cap_cpu.size :]
+            pod = pending[queue]
             rc = p.cpu_req[pod][:, None]
             rm = p.mem_req[pod][:, None]
             fits = (rc <= free_cpu[None, :] + 1e-9) & (rm <= free_mem[None, :] + 1e-9)
             ok = fits.any(axis=1)
-            active, pod, fits, rc, rm = active[ok], pod[ok], fits[ok], rc[ok], rm[ok]
-            if active.size == 0:
-                break
+            queue, pod, fits, rc, rm = queue[ok], pod[ok], fits[ok], rc[ok], rm[ok]
+            if queue.size == 0:
+                continue  # none of these fits anywhere now; they stay Pending
             score = ((free_cpu - rc) / cap_cpu + (free_mem - rm) / cap_mem) / 2.0
             score = score + self.rng.uniform(0.0, 1e-6, score.shape)
             score[~fits] = -_INF
             choice = np.argmax(score, axis=1)
             _, first = np.unique(choice, return_index=True)  # first pod (in order) per node
-            win = active[first]
+            win = queue[first]
             nodes = choice[first]
             placed_nodes[win] = nodes
             np.subtract.at(free_cpu, nodes, p.cpu_req[pending[win]])
             np.subtract.at(free_mem, nodes, p.mem_req[pending[win]])
-            active = np.setdiff1d(active, win, assume_unique=True)
+            active = np.concatenate([np.setdiff1d(queue, win, assume_unique=True), active])
         ok = placed_nodes >= 0
         idx = pending[ok]
         p.node[idx] = placed_nodes[ok]

@@ -18,6 +18,8 @@ of the demand. :func:`pod_service_model` turns a pod's limit into servers and se
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import special
 
@@ -30,6 +32,7 @@ __all__ = [
     "pod_service_model",
     "pod_latency",
     "cfs_solo_time_s",
+    "SojournTable",
     "QUANTILES",
 ]
 
@@ -126,6 +129,52 @@ def mmc_sojourn_quantiles_s(
     return x * np.asarray(service_s, dtype=np.float64)[None, :]
 
 
+class SojournTable:
+    """Bilinear interpolation of M/M/c response-time quantiles on a precomputed grid.
+
+    In units of the service time, the quantile x_q depends only on the wait probability
+    C(c, a) and r = c - a (see :func:`mmc_sojourn_quantiles_s`). The grid holds log x_q over
+    C in [0, 1] and log r in [log 1e-4, log 1e3], computed with the Newton solver; the
+    simulator's hot path then costs a few gathers instead of exponentials. Accuracy against the
+    solver: better than 0.5% (tests/test_queueing.py).
+    """
+
+    def __init__(self, quantiles: np.ndarray = QUANTILES, n_pw: int = 129, n_r: int = 257):
+        self.quantiles = np.asarray(quantiles, dtype=np.float64)
+        self.pw_grid = np.linspace(0.0, 1.0, n_pw)
+        self.logr_lo, self.logr_hi = np.log(1e-4), np.log(1e3)
+        self.logr_grid = np.linspace(self.logr_lo, self.logr_hi, n_r)
+        pw, logr = np.meshgrid(self.pw_grid, self.logr_grid, indexing="ij")
+        r = np.exp(logr).ravel()
+        # Servers c and load a with c - a = r and a prescribed C: solve in normalised units by
+        # passing the wait probability directly (the solver only uses C and r).
+        c = np.maximum(r, 1.0) + 1.0
+        x = mmc_sojourn_quantiles_s(
+            self.quantiles, c, c - r, np.ones_like(r), newton_steps=8, wait_probability=pw.ravel()
+        )
+        log_x = np.log(np.maximum(x, 1e-12)).reshape(self.quantiles.size, n_pw, n_r)
+        # Row (i, j) -> the Q values; neighbours in pw are n_r rows apart.
+        self.table = np.ascontiguousarray(log_x.reshape(self.quantiles.size, -1).T)
+        self._n_r = n_r
+        self._scale_pw = (n_pw - 1) / 1.0
+        self._scale_r = (n_r - 1) / (self.logr_hi - self.logr_lo)
+
+    def __call__(self, wait_probability: np.ndarray, r: np.ndarray, service_s: np.ndarray):
+        """Quantiles (s), shape (Q, N), for C(c, a), r = c - a and the service time (s)."""
+        fp = np.clip(wait_probability, 0.0, 1.0) * self._scale_pw
+        fr = (np.log(np.clip(r, 1e-4, 1e3)) - self.logr_lo) * self._scale_r
+        i = np.minimum(fp.astype(np.int64), self.pw_grid.size - 2)
+        j = np.minimum(fr.astype(np.int64), self._n_r - 2)
+        u = (fp - i)[:, None]
+        v = (fr - j)[:, None]
+        k = i * self._n_r + j
+        t = self.table
+        lo = t[k] + (t[k + 1] - t[k]) * v  # along r at pw_i
+        hi = t[k + self._n_r] + (t[k + self._n_r + 1] - t[k + self._n_r]) * v
+        z = lo + (hi - lo) * u
+        return (np.exp(z) * np.asarray(service_s)[:, None]).T
+
+
 def cfs_throttled_ratio(
     arrival_rps: np.ndarray,
     service_s: np.ndarray,
@@ -199,5 +248,11 @@ def pod_latency(
     a = np.minimum(arrival_rps * svc_s, max_utilization * servers)
     pw = erlang_c(servers, a)
     wait_s = mmc_mean_wait_s(servers, a, svc_s, wait_probability=pw)
-    q_s = mmc_sojourn_quantiles_s(QUANTILES, servers, a, svc_s, wait_probability=pw)
+    q_s = sojourn_table()(pw, servers - a, svc_s)
     return svc_s + wait_s, q_s, wait_s, thr
+
+
+@functools.lru_cache(maxsize=1)
+def sojourn_table() -> SojournTable:
+    """The shared, read-only quantile table (built once per process, ~40 ms)."""
+    return SojournTable()

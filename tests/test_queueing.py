@@ -129,3 +129,16 @@ def test_overload_builds_backlog_and_times_out():
     # Past the 10 s timeout the excess fails: a third of arrivals at 1.5x capacity.
     assert obs[-1].error_rate[0] == pytest.approx(1 / 3, abs=0.03)
     assert obs[-1].latency_p99_ms[0] >= 9_000
+
+
+def test_quantile_table_matches_the_newton_solver():
+    from drpc.sim.queueing import QUANTILES, SojournTable, mmc_sojourn_quantiles_s
+
+    rng = np.random.default_rng(0)
+    c = np.concatenate([np.ones(2000), rng.uniform(1, 40, 2000)])
+    a = rng.uniform(0.0, 0.98, c.size) * c
+    s = rng.uniform(0.001, 0.1, c.size)
+    pw = erlang_c(c, a)
+    ref = mmc_sojourn_quantiles_s(QUANTILES, c, a, s, newton_steps=8, wait_probability=pw)
+    got = SojournTable()(pw, c - a, s)
+    assert np.max(np.abs(got / ref - 1)) < 0.005

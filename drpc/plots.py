@@ -52,11 +52,12 @@ def plot_run(result: RunResult, scenario: Scenario, path: Path) -> Path:
         name = app.names[s]
         ax[1].step(t, reps[:, s], where="post", lw=0.9, label=name)
         ax[2].plot(t, reps[:, s] * cpu_lim[:, s] / 1000.0, lw=0.9, label=name)
-        ax[3].plot(t, np.maximum(p99[:, s], 1e-1), lw=0.7, label=name)
+        ax[3].plot(t, np.where(p99[:, s] > 0, p99[:, s], np.nan), lw=0.7, label=name)
     ax[1].set_ylabel("ready replicas")
     ax[2].set_ylabel("CPU limit x replicas (cores)")
-    worst_e2e = tl.column("worst_p99_ms").to_numpy()
-    ax[3].plot(t, np.maximum(worst_e2e, 1e-1), color="black", lw=1.0, label="worst endpoint (e2e)")
+    idle = tl.column("load_rps").to_numpy() <= 0  # no traffic: no latency to show
+    worst_e2e = np.where(idle, np.nan, tl.column("worst_p99_ms").to_numpy())
+    ax[3].plot(t, worst_e2e, color="black", lw=1.0, label="worst endpoint (e2e)")
     for slo in np.unique(app.slo_ms):
         ax[3].axhline(slo, color="red", ls="--", lw=0.8)
     ax[3].set_yscale("log")
@@ -91,7 +92,8 @@ def plot_comparison(results: list[RunResult], scenario: Scenario, path: Path) ->
         )
         ax[1].step(t, tl.column("replicas_ready").to_numpy(), where="post", lw=0.9, label=label)
         ax[2].plot(t, tl.column("cpu_allocated_cores").to_numpy(), lw=0.9)
-        ax[3].plot(t, np.maximum(tl.column("worst_p99_over_slo").to_numpy(), 1e-3), lw=0.7)
+        idle = tl.column("load_rps").to_numpy() <= 0
+        ax[3].plot(t, np.where(idle, np.nan, tl.column("worst_p99_over_slo").to_numpy()), lw=0.7)
     ax[1].set_ylabel("ready replicas (all services)")
     ax[2].set_ylabel("CPU allocated (cores)")
     ax[3].axhline(1.0, color="red", ls="--", lw=0.8)

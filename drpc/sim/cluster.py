@@ -114,6 +114,7 @@ class ClusterSim:
         self.app = app
         self.config = config
         self.load_rps = load
+        self._rps_per_core = config.max_utilization / app.cpu_s
         self.seed = seed
         self.reset(seed)
 
@@ -146,6 +147,10 @@ class ClusterSim:
         self.tmpl_mem_lim = app.memory_limit_mib0.copy()
         self.backlog = np.zeros(app.n_services)
         self._resize_dirty = False
+        self._replicas_dirty = False
+        self._n_terminating = 0
+        self._n_crashed = 0
+        self._any_restarts = False
         self.pods = _Pods(int(app.replicas0.sum() * 2))
         svc = np.repeat(np.arange(app.n_services), app.replicas0)
         slots = self._create_pods(svc, now_s=-3600.0)
@@ -217,19 +222,24 @@ class ClusterSim:
 
     def _release_and_restart(self, t0: float) -> None:
         p = self.pods
-        done = (p.phase == Phase.TERMINATING) & (p.free_at <= t0)
-        p.phase[done] = Phase.FREE
-        p.node[done] = -1
-        restart = (p.phase == Phase.CRASHED) & (p.restart_at <= t0)
-        idx = np.flatnonzero(restart)
-        if idx.size:
-            p.phase[idx] = Phase.STARTING
-            p.start[idx] = p.restart_at[idx]
-            p.ready_at[idx] = p.restart_at[idx] + self._startup_time(p.svc[idx])
-        long_ready = (p.phase == Phase.READY) & (
-            t0 - p.ready_transition >= self.config.backoff_reset_s
-        )
-        p.restarts[long_ready] = 0
+        if self._n_terminating:
+            done = (p.phase == Phase.TERMINATING) & (p.free_at <= t0)
+            p.phase[done] = Phase.FREE
+            p.node[done] = -1
+            self._n_terminating -= int(done.sum())
+        if self._n_crashed:
+            idx = np.flatnonzero((p.phase == Phase.CRASHED) & (p.restart_at <= t0))
+            if idx.size:
+                p.phase[idx] = Phase.STARTING
+                p.start[idx] = p.restart_at[idx]
+                p.ready_at[idx] = p.restart_at[idx] + self._startup_time(p.svc[idx])
+                self._n_crashed -= idx.size
+        if self._any_restarts:
+            long_ready = (p.phase == Phase.READY) & (
+                t0 - p.ready_transition >= self.config.backoff_reset_s
+            )
+            p.restarts[long_ready] = 0
+            self._any_restarts = bool(p.restarts.any())
 
     def _startup_time(self, svc: np.ndarray) -> np.ndarray:
         j = self.config.startup_jitter
@@ -246,7 +256,9 @@ class ClusterSim:
             r = np.asarray(action.replicas, dtype=np.float64)
             keep = ~np.isfinite(r) | (r < 0)
             target = np.where(keep, self.desired, np.rint(np.where(keep, 0, r)))
-            self.desired = np.clip(target, app.min_replicas, app.max_replicas).astype(np.int64)
+            desired = np.clip(target, app.min_replicas, app.max_replicas).astype(np.int64)
+            self._replicas_dirty |= bool(np.any(desired != self.desired))
+            self.desired = desired
         # Requests above a node's allocatable are accepted, as the API server does, and end up
         # Infeasible (resize) or Pending (new pods); only absurd values are clamped.
         node_cpu = 2.0 * self.node_cpu_cap.max()
@@ -286,6 +298,9 @@ class ClusterSim:
 
     def _reconcile_replicas(self, t0: float) -> None:
         """ReplicaSet controller: create or delete pods so live pods match the target."""
+        if not self._replicas_dirty:
+            return
+        self._replicas_dirty = False
         p = self.pods
         n = self.app.n_services
         live = np.flatnonzero(_live(p.phase))
@@ -330,6 +345,7 @@ class ClusterSim:
         p.phase[unscheduled] = Phase.FREE
         sched = idx[p.node[idx] >= 0]
         p.phase[sched] = Phase.TERMINATING
+        self._n_terminating += sched.size
         p.deletion[sched] = t0
         p.free_at[sched] = t0 + self.config.termination_grace_s
         p.resize[sched] = ResizeStatus.NONE
@@ -500,7 +516,7 @@ class ClusterSim:
         dt = cfg.interval_s / cfg.substeps
         cores, count = self._capacity_by_substep(t0)
         ep_rate, lam = self._arrivals(self.interval)
-        mu = cores / app.cpu_s[None, :] * cfg.max_utilization  # sustainable req/s
+        mu = cores * self._rps_per_core  # sustainable req/s
         arrived = lam.sum(axis=0) * dt
 
         served, failed, delay_mean, delay_q, sat_frac = _fluid_backlog(
@@ -583,6 +599,8 @@ class ClusterSim:
         killed = serving[ws > p.mem_lim[serving]]
         if killed.size:
             p.phase[killed] = Phase.CRASHED
+            self._n_crashed += killed.size
+            self._any_restarts = True
             p.restarts[killed] += 1
             backoff = np.minimum(
                 cfg.oom_backoff_initial_s * 2.0 ** (p.restarts[killed] - 1), cfg.oom_backoff_max_s

@@ -26,6 +26,7 @@ from drpc.sim.app import App
 __all__ = ["CompiledApp", "compile_app", "MAX_INSTANCES"]
 
 MAX_INSTANCES = 2_000_000
+QUANTILE_COUNT = 3  # p50, p95, p99: the columns compose() carries besides the mean
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class _Level:
     seq_child: np.ndarray
     seq_uparent: np.ndarray  # distinct parents of the sequential children
     seq_slot: np.ndarray  # for each sequential child, its parent's index in seq_uparent
-    seq_mult: np.ndarray
+    seq_mult: np.ndarray  # (n, 1) multiplicities, or None when all are 1
+    seq_flat: np.ndarray  # bincount index of (child, column) into (parent slot, column)
     par_child_sorted: np.ndarray
     par_starts: np.ndarray
     par_parent: np.ndarray
@@ -105,19 +107,23 @@ class CompiledApp:
         """
         # Column 0: mean; columns 1..Q: squared excess of each quantile over the mean.
         # Instance-major layout so that gathers and scatters move contiguous rows.
-        cols = 1 + svc_excess_s.shape[0]
+        cols = 1 + QUANTILE_COUNT
+        if svc_excess_s.shape[0] != QUANTILE_COUNT:
+            raise ValueError(
+                f"expected {QUANTILE_COUNT} quantile rows, got {svc_excess_s.shape[0]}"
+            )
         own = np.empty((self.n_services, cols))
         own[:, 0] = svc_mean_s
         own[:, 1:] = np.square(svc_excess_s.T)
         st = own[self.inst_service]
-        col = np.arange(cols)
         for lv in self.levels:
             if lv.seq_child.size:
                 k = lv.seq_uparent.size
-                contrib = st[lv.seq_child] * lv.seq_mult[:, None]  # m x mean, m x excess^2
-                flat = (lv.seq_slot[:, None] * cols + col[None, :]).ravel()
+                contrib = st[lv.seq_child]
+                if lv.seq_mult is not None:
+                    contrib *= lv.seq_mult  # m x mean, m x excess^2
                 st[lv.seq_uparent] += np.bincount(
-                    flat, contrib.ravel(), minlength=k * cols
+                    lv.seq_flat, contrib.ravel(), minlength=k * cols
                 ).reshape(k, cols)
             if lv.par_child_sorted.size:
                 branch = st[lv.par_child_sorted]
@@ -195,12 +201,15 @@ def _levels(parent, mult, parallel, depth) -> tuple[_Level, ...]:
             starts = np.zeros(0, dtype=np.int64)
             par_parent = np.zeros(0, dtype=np.int64)
         uparent, slot = np.unique(parent[seq], return_inverse=True)
+        m = mult[seq]
+        cols = 1 + QUANTILE_COUNT
         levels.append(
             _Level(
                 seq_child=seq,
                 seq_uparent=uparent,
                 seq_slot=slot,
-                seq_mult=mult[seq],
+                seq_flat=(slot[:, None] * cols + np.arange(cols)[None, :]).ravel(),
+                seq_mult=None if np.all(m == 1.0) else m[:, None],
                 par_child_sorted=par,
                 par_starts=starts,
                 par_parent=par_parent,

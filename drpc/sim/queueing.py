@@ -40,6 +40,7 @@ _TINY = 1e-12
 
 QUANTILES = np.array([0.5, 0.95, 0.99])
 """The latency quantiles the simulator reports: p50, p95, p99."""
+_EXP_QUANTILES = -np.log1p(-QUANTILES)  # quantiles of Exp(1)
 
 
 def erlang_b(servers: np.ndarray, offered_load: np.ndarray) -> np.ndarray:
@@ -246,9 +247,17 @@ def pod_latency(
     and throttled ratio, for a pod receiving ``arrival_rps`` (capped at ``max_utilization``)."""
     servers, svc_s, thr = pod_service_model(arrival_rps, service_s, limit_cores, period_s)
     a = np.minimum(arrival_rps * svc_s, max_utilization * servers)
-    pw = erlang_c(servers, a)
-    wait_s = mmc_mean_wait_s(servers, a, svc_s, wait_probability=pw)
-    q_s = sojourn_table()(pw, servers - a, svc_s)
+    # M/M/1 (every pod with a limit of at most one core) has closed forms: C = rho and an
+    # exponential response time with rate mu - lambda. Use them there, Erlang-C elsewhere.
+    resp_s = svc_s / (1.0 - np.minimum(a, max_utilization))  # M/M/1 mean response time
+    wait_s = a * resp_s
+    q_s = _EXP_QUANTILES[:, None] * resp_s[None, :]
+    multi = np.flatnonzero(servers != 1.0)
+    if multi.size:
+        c, am, sm = servers[multi], a[multi], svc_s[multi]
+        pw = erlang_c(c, am)
+        wait_s[multi] = mmc_mean_wait_s(c, am, sm, wait_probability=pw)
+        q_s[:, multi] = sojourn_table()(pw, c - am, sm)
     return svc_s + wait_s, q_s, wait_s, thr
 
 

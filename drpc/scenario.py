@@ -25,14 +25,21 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drpc.sim.app import App, AppError, app_from_data, load_app, load_data_file
+from drpc.sim.app import (
+    App,
+    AppError,
+    app_from_data,
+    bundled_files,
+    load_app,
+    load_data_file,
+    resolve_data_file,
+)
 from drpc.sim.app import format_validation_error as _format
 from drpc.sim.cluster import ClusterSim
 from drpc.sim.graph import CompiledApp, compile_app
@@ -152,22 +159,12 @@ class Scenario:
 
 def bundled_scenarios() -> dict[str, Path]:
     """Names and paths of the scenarios shipped in ``drpc/scenarios/``."""
-    root = resources.files("drpc") / "scenarios"
-    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".yaml")}
+    return bundled_files("scenarios")
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """Load and build a scenario by bundled name (``default``) or by file path."""
-    bundled = bundled_scenarios()
-    if isinstance(name_or_path, str) and name_or_path in bundled:
-        path = bundled[name_or_path]
-    else:
-        path = Path(name_or_path)
-        if not path.exists():
-            raise ScenarioError(
-                f"{name_or_path}: no such scenario file, and not a bundled scenario "
-                f"(bundled: {', '.join(sorted(bundled))})"
-            )
+    path = resolve_data_file(name_or_path, bundled_scenarios(), "scenario", ScenarioError)
     data = load_data_file(path, ScenarioError)
     return build_scenario(data, source=str(path), base_dir=path.parent)
 

@@ -247,10 +247,30 @@ def load_data_file(path: Path, error_cls: type[ValueError]) -> Any:
         raise error_cls(f"{path}: not valid {kind}: {detail}") from None
 
 
+def bundled_files(folder: str) -> dict[str, Path]:
+    """``{stem: path}`` of the YAML files shipped in the package folder ``drpc/<folder>/``."""
+    root = resources.files("drpc") / folder
+    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".yaml")}
+
+
+def resolve_data_file(
+    name_or_path: str | Path, bundled: dict[str, Path], kind: str, error_cls: type[ValueError]
+) -> Path:
+    """A bundled file by name, or an existing path; otherwise ``error_cls`` listing the names."""
+    if isinstance(name_or_path, str) and name_or_path in bundled:
+        return bundled[name_or_path]
+    path = Path(name_or_path)
+    if not path.exists():
+        raise error_cls(
+            f"{name_or_path}: no such {kind} file, and not a bundled {kind} "
+            f"(bundled: {', '.join(sorted(bundled))})"
+        )
+    return path
+
+
 def bundled_apps() -> dict[str, Path]:
     """Names and paths of the apps shipped with DRPC (``drpc/apps/*.yaml``)."""
-    root = resources.files("drpc") / "apps"
-    return {Path(str(p)).stem: Path(str(p)) for p in root.iterdir() if str(p).endswith(".yaml")}
+    return bundled_files("apps")
 
 
 def app_from_data(data: Mapping[str, Any], source: str = "<data>") -> App:
@@ -267,14 +287,5 @@ def app_from_data(data: Mapping[str, Any], source: str = "<data>") -> App:
 
 def load_app(name_or_path: str | Path) -> App:
     """Load a bundled app by name (``trainticket``) or an app file by path."""
-    bundled = bundled_apps()
-    if isinstance(name_or_path, str) and name_or_path in bundled:
-        path = bundled[name_or_path]
-    else:
-        path = Path(name_or_path)
-        if not path.exists():
-            raise AppError(
-                f"{name_or_path}: no such app file, and not a bundled app "
-                f"(bundled: {', '.join(sorted(bundled))})"
-            )
+    path = resolve_data_file(name_or_path, bundled_apps(), "app", AppError)
     return app_from_data(load_data_file(path, AppError), str(path))

@@ -197,3 +197,26 @@ def test_cost_counts_scheduled_requests():
     obs = sim.step()
     assert obs.cpu_allocated_millicores == pytest.approx(6 * 500)
     assert obs.memory_allocated_mib == pytest.approx(6 * 256)
+
+
+def test_node_cpu_contention_shares_a_full_node():
+    # Limits of 3 x 2 pods x 4 cores on one 4-core node, requests 100m: the pods fit by request
+    # but demand far more CPU than the node has, so they share it and latency grows.
+    fat = {
+        "cpu_request_millicores": 100,
+        "cpu_limit_millicores": 4000,
+        "cpu_seconds_per_request": 0.05,
+    }
+    data = {
+        "name": "fat",
+        "provenance": "test",
+        "services": [service("fe", **fat), service("a", **fat), service("b", **fat)],
+        "endpoints": three_tier()["endpoints"],
+    }
+    roomy = make_sim(data, rps=60, intervals=6, n_nodes=1, node_cpu_millicores=64000)
+    tight = make_sim(data, rps=60, intervals=6, n_nodes=1, node_cpu_millicores=4000)
+    for _ in range(5):
+        o_roomy, o_tight = roomy.step(), tight.step()
+    assert o_tight.node_cpu_usage_millicores[0] <= 4000 + 1e-6
+    assert o_roomy.node_cpu_usage_millicores[0] > 4000  # 3 x 60 req/s x 50 ms = 9 cores
+    assert o_tight.endpoint_latency_p99_ms[0] > 2 * o_roomy.endpoint_latency_p99_ms[0]

@@ -57,6 +57,7 @@ class _Pods:
         "resize_at",
         "mem_factor",
         "cpu_usage",
+        "cpu_demand",
         "mem_ws",
     )
     INT = ("uid", "svc", "node", "phase", "restarts", "resize")
@@ -217,6 +218,7 @@ class ClusterSim:
         j = self.config.memory_jitter
         p.mem_factor[slots] = 1.0 + self.rng.uniform(-j, j, n)
         p.cpu_usage[slots] = 0.0
+        p.cpu_demand[slots] = 0.0
         p.mem_ws[slots] = 0.0
         return slots
 
@@ -476,6 +478,18 @@ class ClusterSim:
         switch = np.where(p.resize[serving] == ResizeStatus.IN_PROGRESS, p.resize_at[serving], _INF)
         lim0 = p.cpu_lim[serving] / 1000.0
         lim1 = p.spec_cpu_lim[serving] / 1000.0
+        # Node CPU contention: limits may add up to more than a node has. When the pods on a
+        # node demanded more CPU than it has in the last interval, the node is split in
+        # proportion to demand: each pod gets demand x (node CPU / total demand), within its limit.
+        node = p.node[serving]
+        pod_demand = p.cpu_demand[serving]
+        demand = np.bincount(node, weights=pod_demand, minlength=cfg.n_nodes)
+        share = np.minimum(1.0, self.node_cpu_cap / np.maximum(demand, 1e-9))
+        if np.any(share < 1.0):
+            fair = np.where(share[node] < 1.0, pod_demand / 1000.0 * share[node], np.inf)
+            fair = np.maximum(fair, 0.01)
+            lim0 = np.minimum(lim0, fair)
+            lim1 = np.minimum(lim1, fair)
         static = (ready_at <= tk[0]) & (switch > tk[-1])
         svc = p.svc[serving]
         cores = np.broadcast_to(
@@ -545,7 +559,7 @@ class ClusterSim:
         inflight_pod = np.minimum(
             lam_pod * visit_s + self.backlog / n_safe, cfg.max_inflight_per_pod
         )
-        oom = self._memory_and_oom(inflight_pod, served, count[-1], t1)
+        oom = self._memory_and_oom(inflight_pod, served, arrived, count[-1], t1)
         killed_inflight = oom * inflight_pod
         failed = failed + np.minimum(killed_inflight, served)
         served = np.maximum(served - killed_inflight, 0.0)
@@ -579,7 +593,7 @@ class ClusterSim:
             ep_q=ep_q,
         )
 
-    def _memory_and_oom(self, inflight_pod, served, ready_end, t1) -> np.ndarray:
+    def _memory_and_oom(self, inflight_pod, served, arrived, ready_end, t1) -> np.ndarray:
         """Set per-pod working set and CPU usage; OOM-kill pods above their memory limit."""
         app, cfg, p = self.app, self.config, self.pods
         serving = np.flatnonzero((p.phase == Phase.READY) | (p.phase == Phase.STARTING))
@@ -591,10 +605,15 @@ class ClusterSim:
             * p.mem_factor[serving]
         )
         p.mem_ws[serving] = ws
-        per_pod_cores = served / cfg.interval_s * app.cpu_s / np.maximum(ready_end, 1.0)
+        per_pod = app.cpu_s / (cfg.interval_s * np.maximum(ready_end, 1.0))
         lim_cores = p.cpu_lim[serving] / 1000.0
+        starting = cfg.startup_cpu_fraction * lim_cores
         p.cpu_usage[serving] = 1000.0 * np.where(
-            ready, np.minimum(per_pod_cores[svc], lim_cores), cfg.startup_cpu_fraction * lim_cores
+            ready, np.minimum((served * per_pod)[svc], lim_cores), starting
+        )
+        # What the pod would use without node contention: offered load up to its limit.
+        p.cpu_demand[serving] = 1000.0 * np.where(
+            ready, np.minimum((arrived * per_pod)[svc], lim_cores), starting
         )
         killed = serving[ws > p.mem_lim[serving]]
         if killed.size:
@@ -608,6 +627,7 @@ class ClusterSim:
             p.restart_at[killed] = t1 + backoff
             p.ready_transition[killed] = t1
             p.cpu_usage[killed] = 0.0
+            p.cpu_demand[killed] = 0.0
             p.mem_ws[killed] = 0.0
         return np.bincount(p.svc[killed], minlength=app.n_services).astype(np.float64)
 
@@ -647,6 +667,13 @@ class ClusterSim:
             memory_working_set_mib=p.mem_ws[live].copy(),
             resize_status=p.resize[live].copy(),
         )
+
+    def _node_usage(self) -> np.ndarray:
+        p = self.pods
+        on = np.flatnonzero(
+            (p.node >= 0) & ((p.phase == Phase.READY) | (p.phase == Phase.STARTING))
+        )
+        return np.bincount(p.node[on], weights=p.cpu_usage[on], minlength=self.config.n_nodes)
 
     def _cluster_totals(self):
         p = self.pods
@@ -701,6 +728,7 @@ class ClusterSim:
             cpu_allocated_millicores=float(node_cpu.sum()),
             memory_allocated_mib=float(node_mem.sum()),
             node_cpu_requested_millicores=node_cpu,
+            node_cpu_usage_millicores=self._node_usage(),
             node_memory_requested_mib=node_mem,
             pod_snapshot=self._pod_snapshot_fn(),
         )

@@ -193,6 +193,7 @@ class Observation:
     memory_allocated_mib: float
     node_cpu_requested_millicores: np.ndarray
     node_memory_requested_mib: np.ndarray
+    node_cpu_usage_millicores: np.ndarray  # CPU used on each node (at most its allocatable)
     pod_snapshot: Callable[[], PodTable] = field(repr=False, compare=False)
 
     @cached_property

@@ -220,3 +220,17 @@ def test_node_cpu_contention_shares_a_full_node():
     assert o_tight.node_cpu_usage_millicores[0] <= 4000 + 1e-6
     assert o_roomy.node_cpu_usage_millicores[0] > 4000  # 3 x 60 req/s x 50 ms = 9 cores
     assert o_tight.endpoint_latency_p99_ms[0] > 2 * o_roomy.endpoint_latency_p99_ms[0]
+
+
+def test_generated_app_runs_and_stays_finite():
+    from drpc.sim.generate import generate_app
+
+    app = compile_app(generate_app(1000, seed=2))
+    cfg = ClusterConfig(n_nodes=60)
+    load = np.full((6, cfg.substeps), 0.8 * app.capacity_rps(app.replicas0))
+    sim = ClusterSim(app, cfg, load, seed=0)
+    for i in range(6):
+        obs = sim.step(Action(replicas=app.replicas0 * 2) if i == 1 else None)
+        for name in ("latency_p99_ms", "error_rate", "cpu_usage_millicores", "endpoint_latency_p99_ms"):
+            assert np.all(np.isfinite(getattr(obs, name))), name
+    assert obs.replicas_ready.sum() > app.replicas0.sum()

@@ -231,6 +231,27 @@ def test_generated_app_runs_and_stays_finite():
     sim = ClusterSim(app, cfg, load, seed=0)
     for i in range(6):
         obs = sim.step(Action(replicas=app.replicas0 * 2) if i == 1 else None)
-        for name in ("latency_p99_ms", "error_rate", "cpu_usage_millicores", "endpoint_latency_p99_ms"):
+        for name in (
+            "latency_p99_ms",
+            "error_rate",
+            "cpu_usage_millicores",
+            "endpoint_latency_p99_ms",
+        ):
             assert np.all(np.isfinite(getattr(obs, name))), name
     assert obs.replicas_ready.sum() > app.replicas0.sum()
+
+
+def test_resize_one_pod_leaves_template_and_siblings():
+    sim = make_sim(three_tier(), intervals=5)
+    obs = sim.step()
+    fe_uids = obs.pods.uid[obs.pods.service == 0]
+    sim.resize_pods(fe_uids[:1], cpu_request_millicores=[800], cpu_limit_millicores=[1500])
+    obs = sim.step()
+    fe = obs.pods.service == 0
+    limits = dict(
+        zip(obs.pods.uid[fe].tolist(), obs.pods.cpu_limit_millicores[fe].tolist(), strict=True)
+    )
+    assert limits[int(fe_uids[0])] == 1500 and limits[int(fe_uids[1])] == 1000
+    assert obs.cpu_limit_millicores[0] == 1000  # the Deployment template is unchanged
+    with pytest.raises(KeyError, match="no live pod"):
+        sim.resize_pods([10_000], cpu_limit_millicores=[500])

@@ -189,6 +189,50 @@ class ClusterSim:
     def last_observation(self) -> Observation:
         return self._last
 
+    def resize_pods(
+        self,
+        uids: np.ndarray,
+        cpu_request_millicores: np.ndarray | None = None,
+        cpu_limit_millicores: np.ndarray | None = None,
+        memory_request_mib: np.ndarray | None = None,
+        memory_limit_mib: np.ndarray | None = None,
+    ) -> None:
+        """Request an in-place resize of individual pods (the ``resize`` subresource).
+
+        Unlike a vertical :class:`Action`, the Deployment template is unchanged, so new pods
+        start with the old resources, as in Kubernetes. NaN or ``None`` keeps a value. The
+        kubelet admits the resize at the start of the next interval (``InProgress``,
+        ``Deferred`` or ``Infeasible``); unknown or terminated pods raise ``KeyError``.
+        """
+        p, cfg = self.pods, self.config
+        uids = np.atleast_1d(np.asarray(uids, dtype=np.int64))
+        live = np.flatnonzero(_live(p.phase))
+        order = np.argsort(p.uid[live])
+        pos = np.searchsorted(p.uid[live][order], uids)
+        pos = np.minimum(pos, max(live.size - 1, 0))
+        found = live.size > 0 and np.all(p.uid[live][order][pos] == uids)
+        if not found:
+            missing = uids if live.size == 0 else uids[p.uid[live][order][pos] != uids]
+            raise KeyError(f"no live pod with uid {int(missing[0])}")
+        idx = live[order][pos]
+        hi_cpu, hi_mem = 2.0 * self.node_cpu_cap.max(), 2.0 * self.node_mem_cap.max()
+        for value, spec, lo, hi in (
+            (cpu_request_millicores, p.spec_cpu_req, cfg.min_cpu_millicores, hi_cpu),
+            (cpu_limit_millicores, p.spec_cpu_lim, cfg.min_cpu_millicores, hi_cpu),
+            (memory_request_mib, p.spec_mem_req, cfg.min_memory_mib, hi_mem),
+            (memory_limit_mib, p.spec_mem_lim, cfg.min_memory_mib, hi_mem),
+        ):
+            if value is None:
+                continue
+            v = np.broadcast_to(np.asarray(value, dtype=np.float64), uids.shape)
+            spec[idx] = np.where(np.isfinite(v), np.clip(v, lo, hi), spec[idx])
+        p.spec_cpu_req[idx] = np.minimum(p.spec_cpu_req[idx], p.spec_cpu_lim[idx])
+        p.spec_mem_req[idx] = np.minimum(p.spec_mem_req[idx], p.spec_mem_lim[idx])
+        pend = idx[p.phase[idx] == Phase.PENDING]
+        p.cpu_req[pend], p.cpu_lim[pend] = p.spec_cpu_req[pend], p.spec_cpu_lim[pend]
+        p.mem_req[pend], p.mem_lim[pend] = p.spec_mem_req[pend], p.spec_mem_lim[pend]
+        self._resize_dirty = True
+
     # ------------------------------------------------------------------ lifecycle
 
     def _create_pods(self, svc: np.ndarray, now_s: float) -> np.ndarray:

@@ -478,9 +478,10 @@ class ClusterSim:
         active = np.arange(pending.size)
         cap_cpu, cap_mem = self.node_cpu_cap, self.node_mem_cap
         while active.size:
-            # Each round places at most one pod per node, so only the first few pods in the
-            # queue can win: score those (bounds memory at 4 x nodes^2 entries).
-            queue, active = active[: 4 * cap_cpu.size], active[4 * cap_cpu.size :]
+            # Each round places at most one pod per node, so only the first pods in the
+            # queue can win: score those (bounds memory at nodes^2 entries).
+            batch = max(64, cap_cpu.size)
+            queue, active = active[:batch], active[batch:]
             pod = pending[queue]
             rc = p.cpu_req[pod][:, None]
             rm = p.mem_req[pod][:, None]
@@ -489,9 +490,9 @@ class ClusterSim:
             queue, pod, fits, rc, rm = queue[ok], pod[ok], fits[ok], rc[ok], rm[ok]
             if queue.size == 0:
                 continue  # none of these fits anywhere now; they stay Pending
-            score = ((free_cpu - rc) / cap_cpu + (free_mem - rm) / cap_mem) / 2.0
-            score = score + self.rng.uniform(0.0, 1e-6, score.shape)
-            score[~fits] = -_INF
+            score = ((free_cpu - rc) / cap_cpu + (free_mem - rm) / cap_mem).astype(np.float32)
+            score += self.rng.random(score.shape, dtype=np.float32) * np.float32(1e-5)
+            score[~fits] = -np.inf
             choice = np.argmax(score, axis=1)
             _, first = np.unique(choice, return_index=True)  # first pod (in order) per node
             win = queue[first]

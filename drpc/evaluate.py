@@ -140,7 +140,7 @@ def run_policy(
         total=sim.n_intervals,
         desc=f"{policy.name:>18}",
         unit="interval",
-        disable=not progress,
+        disable=None if progress else True,  # None: off when stderr is not a terminal
         leave=False,
         mininterval=0.5,
     )

@@ -89,6 +89,17 @@ class CompiledApp:
         used = self.visits_per_request > 0
         return float(np.min(svc_capacity[used] / self.visits_per_request[used]))
 
+    def call_edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """(caller, callee) service indices of every call in the unrolled trees (may repeat)."""
+        parents, kids = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+        for lv in self.levels:
+            parents.append(lv.seq_uparent[lv.seq_slot])
+            kids.append(lv.seq_child)
+            counts = np.diff(np.r_[lv.par_starts, lv.par_child_sorted.size]).astype(np.int64)
+            parents.append(np.repeat(lv.par_parent, counts))
+            kids.append(lv.par_child_sorted)
+        return self.inst_service[np.concatenate(parents)], self.inst_service[np.concatenate(kids)]
+
     def service_index(self, name: str) -> int:
         try:
             return self.names.index(name)

@@ -1,0 +1,148 @@
+"""The Gymnasium env drpc/Cluster-v0, its action mapping and rewards, and the multi-agent view."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import drpc  # noqa: F401  (registers drpc/Cluster-v0)
+from drpc.rllib_env import ActionMapping, ClusterEnv, RewardConfig, map_action
+from drpc.rllib_env.reward import paper_reward
+
+ENV_KW = {"scenarios": ["train-trainticket-nasa"], "episode_intervals": 12}
+
+
+@pytest.fixture(scope="module")
+def env():
+    return ClusterEnv(**ENV_KW)
+
+
+def test_registered_and_passes_gymnasium_checker():
+    made = gym.make("drpc/Cluster-v0", **ENV_KW)
+    check_env(made.unwrapped)
+    assert made.observation_space.shape == (49, 18)
+    assert made.action_space.shape == (49, 3)
+
+
+def test_episode_truncates_and_is_seeded(env):
+    def rollout(seed):
+        obs, info = env.reset(seed=seed)
+        rng = np.random.default_rng(0)
+        out = [obs]
+        for _ in range(12):
+            obs, r, term, trunc, info = env.step(rng.uniform(-1, 1, env.action_space.shape))
+            assert not term
+            out.append(obs)
+        assert trunc
+        return np.array(out), info
+
+    a, _ = rollout(5)
+    b, _ = rollout(5)
+    c, _ = rollout(6)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert env.observation_space.contains(a[-1])
+
+
+def test_zero_action_changes_nothing(env):
+    env.reset(seed=1)
+    obs0 = env.last_observation
+    _, _, _, _, info = env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+    assert info["actions_changed"] == 0
+    assert np.array_equal(env.last_observation.replicas_desired, obs0.replicas_desired)
+
+
+def test_action_mapping_deadband_steps_and_bounds(env):
+    env.reset(seed=2)
+    obs, app = env.last_observation, env.sim.app
+    m = ActionMapping()
+    n = app.n_services
+    a = np.zeros((n, 3))
+    a[0] = [0.05, -0.09, 0.0]  # inside the deadband
+    a[1] = [1.0, 1.0, 1.0]  # strongest increase
+    a[2] = [-1.0, -1.0, -1.0]  # strongest decrease
+    act, changed = map_action(a, obs, app, m)
+    assert not changed[0].any()
+    cur = obs.replicas_desired
+    assert act.replicas[1] == min(cur[1] + max(1, math.ceil(0.5 * cur[1])), app.max_replicas[1])
+    assert (
+        act.replicas[2] == max(cur[2] - max(1, math.ceil(0.5 * cur[2])), app.min_replicas[2])
+        or not changed[2, 0]
+    )
+    assert act.cpu_limit_millicores[1] == pytest.approx(
+        min(2 * obs.cpu_limit_millicores[1], 4 * app.cpu_limit_m0[1])
+    )
+    assert act.cpu_limit_millicores[2] == pytest.approx(
+        max(obs.cpu_limit_millicores[2] / 2, 0.25 * app.cpu_limit_m0[2])
+    )
+    ratio = app.cpu_request_m0[1] / app.cpu_limit_m0[1]
+    assert act.cpu_request_millicores[1] == pytest.approx(act.cpu_limit_millicores[1] * ratio)
+    # Saturated actions never leave the bounds.
+    act, _ = map_action(np.ones((n, 3)) * 5, obs, app, m)
+    assert np.all(
+        act.replicas[np.isfinite(act.replicas)] <= app.max_replicas[np.isfinite(act.replicas)]
+    )
+    # A memory cut never goes below 1.2 x the current working set per pod.
+    act, changed = map_action(-np.ones((n, 3)), obs, app, m)
+    ws_pod = obs.memory_working_set_mib / np.maximum(obs.replicas_ready, 1)
+    got = np.where(changed[:, 2], act.memory_limit_mib, obs.memory_limit_mib)
+    assert np.all(got >= np.minimum(1.2 * ws_pod, 4 * app.memory_limit_mib0) - 1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        map_action(np.zeros((n, 2)), obs, app, m)
+
+
+def test_paper_reward_matches_the_formula(env):
+    env.reset(seed=3)
+    obs, app = env.last_observation, env.sim.app
+    r, terms = paper_reward(obs, app, RewardConfig(kind="paper"))
+    ratio = (obs.endpoint_latency_p99_ms / app.slo_ms)[obs.endpoint_rps > 0].max(initial=0)
+    r_qos = 1.0 if ratio <= 1 else math.exp(-((ratio - 1) ** 2))
+    ready = np.maximum(obs.replicas_ready, 1)
+    u_cpu = obs.cpu_usage_millicores / (obs.cpu_limit_millicores * ready)
+    u_mem = obs.memory_working_set_mib / (obs.memory_limit_mib * ready)
+    r_ult = ((1 + np.abs(u_cpu - 0.75).mean()) + (1 + np.abs(u_mem - 0.75).mean())) / 2
+    assert r == pytest.approx(r_qos / r_ult)
+    assert r <= 1.0
+
+
+def test_weighted_reward_prefers_meeting_the_slo(env):
+    cfg = RewardConfig()
+    env.reset(seed=4)
+    # Scale everything to its maximum: no violations, higher cost. Versus halving everything.
+    n = env.sim.app.n_services
+    up = [env.step(np.tile([1.0, 0.0, 0.0], (n, 1)))[1] for _ in range(4)]
+    env.reset(seed=4)
+    down = [env.step(np.tile([-1.0, -1.0, 0.0], (n, 1)))[1] for _ in range(4)]
+    assert cfg.kind == "weighted"
+    assert sum(up[-2:]) > sum(down[-2:])
+
+
+def test_bad_env_config_is_refused():
+    with pytest.raises(ValueError, match="unknown key"):
+        ClusterEnv(scenarios=["default"], episode_intervals=5, colour="blue")
+    with pytest.raises(ValueError, match="same number of services"):
+        ClusterEnv(scenarios=["default", "online-boutique-alibaba"], episode_intervals=5)
+    with pytest.raises(ValueError, match="fewer than"):
+        ClusterEnv(scenarios=["sock-shop-azure-conv"], episode_intervals=500, forecast=False)
+
+
+def test_multi_agent_view_one_agent_per_deployment():
+    from drpc.rllib_env.multi_agent import LOCAL_FEATURES, ClusterMultiAgentEnv
+
+    ma = ClusterMultiAgentEnv(**ENV_KW)
+    obs, infos = ma.reset(seed=0)
+    assert set(obs) == set(ma.possible_agents) and len(obs) == 49
+    space = ma.observation_spaces["ts-travel-service"]
+    assert space.shape == (len(LOCAL_FEATURES),) and space.contains(obs["ts-travel-service"])
+    actions = {a: ma.action_spaces[a].sample() for a in ma.agents}
+    obs, rew, term, trunc, info = ma.step(actions)
+    # ts-travel-service is called by the gateway: its callers' load is positive.
+    assert obs["ts-travel-service"][-1] > 0
+    assert len(set(rew.values())) == 1  # a shared reward
+    assert "__all__" in term and "__all__" in trunc
+    with pytest.raises(KeyError, match="unknown agent"):
+        ma.step({"nope": np.zeros(3)})

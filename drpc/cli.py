@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--out", required=True, help="YAML file to write")
 
+    sub.add_parser(
+        "twin",
+        help="serve a scenario's simulation as a Kubernetes API + Prometheus /metrics (docs/twin.md)",
+        add_help=False,
+    )
     sub.add_parser("scenarios", help="list bundled scenarios")
     sub.add_parser("traces", help="list bundled traces with their splits")
     sub.add_parser("policies", help="list policies and their parameters")
@@ -125,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["twin"]:  # its own parser: every flag after `twin` belongs to it
+        from drpc.twin.server import main as twin_main
+
+        return int(twin_main(argv[1:], prog="drpc twin") or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

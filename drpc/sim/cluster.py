@@ -711,6 +711,10 @@ class ClusterSim:
             cpu_usage_millicores=p.cpu_usage[live].copy(),
             memory_working_set_mib=p.mem_ws[live].copy(),
             resize_status=p.resize[live].copy(),
+            spec_cpu_request_millicores=p.spec_cpu_req[live].copy(),
+            spec_cpu_limit_millicores=p.spec_cpu_lim[live].copy(),
+            spec_memory_request_mib=p.spec_mem_req[live].copy(),
+            spec_memory_limit_mib=p.spec_mem_lim[live].copy(),
         )
 
     def _node_usage(self) -> np.ndarray:

@@ -144,6 +144,10 @@ class PodTable:
     cpu_usage_millicores: np.ndarray
     memory_working_set_mib: np.ndarray
     resize_status: np.ndarray
+    spec_cpu_request_millicores: np.ndarray  # desired (spec.containers[].resources)
+    spec_cpu_limit_millicores: np.ndarray
+    spec_memory_request_mib: np.ndarray
+    spec_memory_limit_mib: np.ndarray
 
     def __len__(self) -> int:
         return int(self.uid.size)

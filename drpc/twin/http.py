@@ -243,16 +243,15 @@ class _MetricsHandler(_Handler):
     do_HEAD = do_GET
 
 
-class ApiServer:
-    """The HTTPS Kubernetes API on ``host:port`` (port 0: any free port)."""
+class _ThreadedServer:
+    """A ``_Server`` on ``host:port`` (port 0: any free port) served by one daemon thread."""
 
-    def __init__(self, host: str, port: int, api: KubeApi, tls: ssl.SSLContext):
-        self._server = _Server((host, port), _ApiHandler, tls)
-        self._server.api = api  # type: ignore[attr-defined]
+    def __init__(self, host: str, port: int, handler, tls: ssl.SSLContext | None, name: str):
+        self._server = _Server((host, port), handler, tls)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.2},
-            name="drpc-twin-api",
+            name=name,
             daemon=True,
         )
 
@@ -273,30 +272,17 @@ class ApiServer:
             self._thread.join(5.0)
 
 
-class MetricsServer:
+class ApiServer(_ThreadedServer):
+    """The HTTPS Kubernetes API on ``host:port``."""
+
+    def __init__(self, host: str, port: int, api: KubeApi, tls: ssl.SSLContext):
+        super().__init__(host, port, _ApiHandler, tls, "drpc-twin-api")
+        self._server.api = api  # type: ignore[attr-defined]
+
+
+class MetricsServer(_ThreadedServer):
     """Plain-HTTP ``/metrics`` (Prometheus text format 0.0.4) on ``host:port``."""
 
     def __init__(self, host: str, port: int, render: Any):
-        self._server = _Server((host, port), _MetricsHandler, None)
+        super().__init__(host, port, _MetricsHandler, None, "drpc-twin-metrics")
         self._server.render = render  # type: ignore[attr-defined]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="drpc-twin-metrics",
-            daemon=True,
-        )
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.close_connections()
-        self._server.server_close()
-        if self._thread.is_alive():
-            self._thread.join(5.0)

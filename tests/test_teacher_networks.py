@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from drpc.teacher import PerServiceActor, PerServiceCritic
@@ -30,3 +31,30 @@ def test_critic_is_permutation_invariant_and_scalar():
     perm = torch.randperm(7)
     assert torch.allclose(critic(obs[:, perm], act[:, perm]), q, atol=1e-5)
     assert critic(obs.reshape(5, -1), act.reshape(5, -1)).shape == (5,)
+
+
+def test_td3_module_with_per_service_networks_runs_on_the_env_spaces():
+    import gymnasium as gym
+    import numpy as np
+    from ray.rllib.core.columns import Columns
+
+    from drpc.teacher.module import PerServiceTD3Module
+
+    obs_space = gym.spaces.Box(-10, 10, (49, 18), np.float32)
+    act_space = gym.spaces.Box(-1, 1, (49, 3), np.float32)
+    module = PerServiceTD3Module(
+        observation_space=obs_space,
+        action_space=act_space,
+        model_config={"teacher_hidden": [32, 32]},
+    )
+    obs = torch.as_tensor(np.stack([obs_space.sample() for _ in range(4)]))
+    out = module.forward_inference({Columns.OBS: obs})
+    assert out[Columns.ACTIONS].shape == (4, 49, 3)
+    q = module.critic1(obs, out[Columns.ACTIONS])
+    assert q.shape == (4,)
+    with pytest.raises(ValueError, match="services, features"):
+        PerServiceTD3Module(
+            observation_space=gym.spaces.Box(-1, 1, (18,), np.float32),
+            action_space=act_space,
+            model_config={},
+        )

@@ -623,41 +623,24 @@ def _sim_gauges(w: _Writer, f: MetricsFrame) -> None:
     ):  # fmt: skip
         w.family(name, "gauge", help_)
         w.sample(name, [], value)
-    quant = (("0.5", 0), ("0.95", 1), ("0.99", 2))
-    w.family(
+    _latency_gauges(
+        w,
         "drpc_sim_latency_milliseconds",
-        "gauge",
         "Simulated per-visit latency of the last interval (ms).",
+        "service",
+        f.services,
+        f.sim_latency_q_ms,
+        f.sim_latency_mean_ms,
     )
-    for s, name in enumerate(f.services):
-        for q, row in quant:
-            w.sample(
-                "drpc_sim_latency_milliseconds",
-                [("service", name), ("quantile", q)],
-                f.sim_latency_q_ms[row, s],
-            )
-        w.sample(
-            "drpc_sim_latency_milliseconds",
-            [("service", name), ("quantile", "mean")],
-            f.sim_latency_mean_ms[s],
-        )
-    w.family(
+    _latency_gauges(
+        w,
         "drpc_sim_endpoint_latency_milliseconds",
-        "gauge",
         "Simulated end-to-end latency of the last interval (ms).",
+        "endpoint",
+        f.endpoints,
+        f.sim_endpoint_q_ms,
+        f.sim_endpoint_mean_ms,
     )
-    for e, name in enumerate(f.endpoints):
-        for q, row in quant:
-            w.sample(
-                "drpc_sim_endpoint_latency_milliseconds",
-                [("endpoint", name), ("quantile", q)],
-                f.sim_endpoint_q_ms[row, e],
-            )
-        w.sample(
-            "drpc_sim_endpoint_latency_milliseconds",
-            [("endpoint", name), ("quantile", "mean")],
-            f.sim_endpoint_mean_ms[e],
-        )
     for metric, values, help_ in (
         ("drpc_sim_request_rate_rps", f.sim_request_rate_rps, "Simulated arrivals of the last interval (req/s)."),
         ("drpc_sim_error_rate", f.sim_error_rate, "Simulated failed / arrived of the last interval."),
@@ -674,3 +657,12 @@ def _sim_gauges(w: _Writer, f: MetricsFrame) -> None:
     )
     for e, name in enumerate(f.endpoints):
         w.sample("drpc_sim_endpoint_request_rate_rps", [("endpoint", name)], f.sim_endpoint_rps[e])
+
+
+def _latency_gauges(w, metric: str, help_: str, label: str, names, q_ms, mean_ms) -> None:
+    """One gauge family: p50/p95/p99 (rows of ``q_ms``) and the mean, per ``label`` value."""
+    w.family(metric, "gauge", help_)
+    for i, name in enumerate(names):
+        for row, q in enumerate(("0.5", "0.95", "0.99")):
+            w.sample(metric, [(label, name), ("quantile", q)], q_ms[row, i])
+        w.sample(metric, [(label, name), ("quantile", "mean")], mean_ms[i])

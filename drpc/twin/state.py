@@ -428,17 +428,11 @@ class TwinState:
                 throttled_ratio=o.cpu_throttled_ratio,
                 request_rate_rps=o.request_rate_rps,
                 error_rate=o.error_rate,
-                latency_q_ms=np.vstack([o.latency_p50_ms, o.latency_p95_ms, o.latency_p99_ms]),
+                latency_q_ms=_service_quantiles_ms(o),
                 latency_mean_ms=o.latency_mean_ms,
                 endpoint_rps=o.endpoint_rps,
                 endpoint_error_rate=o.endpoint_error_rate,
-                endpoint_q_ms=np.vstack(
-                    [
-                        o.endpoint_latency_p50_ms,
-                        o.endpoint_latency_p95_ms,
-                        o.endpoint_latency_p99_ms,
-                    ]
-                ),
+                endpoint_q_ms=_endpoint_quantiles_ms(o),
                 endpoint_mean_ms=o.endpoint_latency_mean_ms,
                 timeout_ms=self.timeout_ms,
                 interval_s=self.config.interval_s,
@@ -957,18 +951,12 @@ class TwinState:
                 backlog_requests=o.backlog_requests,
                 sim_request_rate_rps=o.request_rate_rps,
                 sim_error_rate=o.error_rate,
-                sim_latency_q_ms=np.vstack([o.latency_p50_ms, o.latency_p95_ms, o.latency_p99_ms]),
+                sim_latency_q_ms=_service_quantiles_ms(o),
                 sim_latency_mean_ms=o.latency_mean_ms,
                 sim_throttled_ratio=o.cpu_throttled_ratio,
                 sim_cpu_usage_millicores=o.cpu_usage_millicores,
                 sim_endpoint_rps=o.endpoint_rps,
-                sim_endpoint_q_ms=np.vstack(
-                    [
-                        o.endpoint_latency_p50_ms,
-                        o.endpoint_latency_p95_ms,
-                        o.endpoint_latency_p99_ms,
-                    ]
-                ),
+                sim_endpoint_q_ms=_endpoint_quantiles_ms(o),
                 sim_endpoint_mean_ms=o.endpoint_latency_mean_ms,
                 sim_time_s=float(o.time_s),
                 interval=int(o.interval),
@@ -1026,3 +1014,15 @@ class TwinState:
                 )
                 for j, name in enumerate(self.node_names)
             ]
+
+
+def _service_quantiles_ms(o: Observation) -> np.ndarray:
+    """(3, S): p50, p95, p99 per service (ms)."""
+    return np.vstack([o.latency_p50_ms, o.latency_p95_ms, o.latency_p99_ms])
+
+
+def _endpoint_quantiles_ms(o: Observation) -> np.ndarray:
+    """(3, E): p50, p95, p99 per endpoint (ms)."""
+    return np.vstack(
+        [o.endpoint_latency_p50_ms, o.endpoint_latency_p95_ms, o.endpoint_latency_p99_ms]
+    )

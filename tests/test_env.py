@@ -146,3 +146,73 @@ def test_multi_agent_view_one_agent_per_deployment():
     assert "__all__" in term and "__all__" in trunc
     with pytest.raises(KeyError, match="unknown agent"):
         ma.step({"nope": np.zeros(3)})
+
+
+# -- target mode: actions are set-points ------------------------------------------------------
+
+
+def target_obs(env, seed=3):
+    env.reset(seed=seed)
+    env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+    return env.last_observation, env.sim.app
+
+
+def test_target_mode_replicas_follow_the_utilisation_set_point(env):
+    from drpc.rllib_env.actions import ScaleDownStabilizer
+
+    obs, app = target_obs(env)
+    m = ActionMapping(mode="target", replica_step_fraction=1.0, scale_down_window=1)
+    n = app.n_services
+    lo, hi = m.target_utilization_range
+    for a0, util in ((-1.0, lo), (1.0, hi), (0.0, (lo + hi) / 2)):
+        a = np.zeros((n, 3))
+        a[:, 0] = a0
+        action, changed = map_action(a, obs, app, m)
+        want = np.ceil(obs.cpu_usage_millicores / (util * obs.cpu_limit_millicores) - 1e-9)
+        want = np.clip(want, app.min_replicas, app.max_replicas)
+        cur = obs.replicas_desired
+        step = np.maximum(1, np.floor(cur))
+        expect = np.clip(want, cur - step, cur + step)
+        expect = np.where(np.abs(want - cur) > m.tolerance * np.maximum(cur, 1), expect, cur)
+        got = np.where(changed[:, 0], action.replicas, cur)
+        np.testing.assert_array_equal(got, expect)
+    # the stabiliser holds a scale-down at the largest count wanted in its window
+    stab = ScaleDownStabilizer(3)
+    up, down = np.zeros((n, 3)), np.zeros((n, 3))
+    up[:, 0], down[:, 0] = -1.0, 1.0  # lowest target = most replicas; then the highest
+    high, _ = map_action(up, obs, app, m, stab)
+    low, _ = map_action(down, obs, app, m, stab)
+    hi_reps = np.where(np.isnan(high.replicas), obs.replicas_desired, high.replicas)
+    lo_reps = np.where(np.isnan(low.replicas), obs.replicas_desired, low.replicas)
+    assert np.all(lo_reps >= np.minimum(hi_reps, obs.replicas_desired))
+
+
+def test_target_mode_limits_move_toward_set_points_within_bounds(env):
+    obs, app = target_obs(env, seed=4)
+    m = ActionMapping(mode="target")
+    n = app.n_services
+    a = np.zeros((n, 3))
+    a[:, 1], a[:, 2] = 1.0, -1.0  # highest CPU limit, lowest memory limit
+    action, changed = map_action(a, obs, app, m)
+    cpu = np.where(changed[:, 1], action.cpu_limit_millicores, obs.cpu_limit_millicores)
+    mem = np.where(changed[:, 2], action.memory_limit_mib, obs.memory_limit_mib)
+    f = m.resource_step_factor
+    assert np.all(cpu <= np.minimum(obs.cpu_limit_millicores * f, app.cpu_limit_m0 * 4.0) + 1e-6)
+    assert np.all(cpu >= obs.cpu_limit_millicores - 1e-6)  # only up
+    ws_pod = obs.memory_working_set_mib / np.maximum(obs.replicas_ready, 1)
+    assert np.all(mem >= np.minimum(m.memory_headroom * ws_pod, app.memory_limit_mib0 * 4) - 1e-6)
+    assert np.all(mem >= obs.memory_limit_mib / f - 1e-6)  # at most one step down
+    # a set-point within tolerance of the current value changes nothing
+    same = np.zeros((n, 3))
+    same[:, 1] = 0.0  # CPU set-point = the initial limit (geometric middle of 0.25..4)
+    fresh = ClusterEnv(**ENV_KW)
+    fresh.reset(seed=5)
+    _, changed = map_action(same, fresh.last_observation, fresh.sim.app, m)
+    assert not changed[:, 1].any()
+
+
+def test_target_mode_is_refused_with_bad_settings():
+    with pytest.raises(ValueError, match="mode"):
+        ActionMapping(mode="absolute")
+    with pytest.raises(ValueError, match="target_utilization_range"):
+        ActionMapping(target_utilization_range=(0.5, 0.4))

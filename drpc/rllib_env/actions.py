@@ -13,6 +13,23 @@ limit. Each maps the same way:
   [memory_limit_range[0], memory_limit_range[1]] x the initial limit, and a memory limit never
   below ``memory_headroom`` x the pod's current working set (so a cut cannot OOM-kill it);
 - requests keep the app's request/limit ratio.
+
+That is ``mode="delta"`` (the default). ``mode="target"`` reads the same three numbers as
+*set-points* instead, so that any output, a constant included, is a stable controller and
+learning only moves the set-points (how the shipped teacher is trained; a delta policy must
+first learn to stop its knobs from random-walking):
+
+- ``a[:, 0]`` is a target CPU utilisation per pod, from ``target_utilization_range[0]``
+  (a = -1) to ``[1]`` (a = +1), linear; desired replicas = ceil(CPU used / (target x limit)),
+  the HPA's rule with a learned, per-service, per-interval target. Within ``tolerance`` of
+  the current count (relative, as the HPA's 10%) nothing changes; otherwise the change is
+  bounded by ``max(1, replica_step_fraction x current)`` pods;
+- ``a[:, 1]`` and ``a[:, 2]`` are CPU and memory limits as multiples of the app's initial
+  limit, log-linear over ``cpu_limit_range`` / ``memory_limit_range`` (a = 0: a geometric
+  middle), changed only when more than ``tolerance`` away from the current limit, by at most
+  ``resource_step_factor`` per interval;
+- the same clamps apply: min/max replicas, limit ranges, memory never below
+  ``memory_headroom`` x the working set.
 """
 
 from __future__ import annotations
@@ -24,7 +41,7 @@ import numpy as np
 from drpc.sim.graph import CompiledApp
 from drpc.sim.types import Action, Observation
 
-__all__ = ["ActionMapping", "map_action", "N_ACTION_COMPONENTS"]
+__all__ = ["ActionMapping", "N_ACTION_COMPONENTS", "ScaleDownStabilizer", "map_action"]
 
 N_ACTION_COMPONENTS = 3  # replicas, CPU limit, memory limit
 
@@ -33,8 +50,10 @@ N_ACTION_COMPONENTS = 3  # replicas, CPU limit, memory limit
 class ActionMapping:
     """How a continuous action in [-1, 1] becomes a change."""
 
+    mode: str = "delta"
+    """'delta': actions are changes; 'target': actions are set-points (see module docstring)."""
     deadband: float = 0.1
-    """|a| up to this is "no change"."""
+    """|a| up to this is "no change" (delta mode)."""
     replica_step_fraction: float = 0.5
     """Largest replica change per interval as a fraction of the current count (at least 1)."""
     resource_step_factor: float = 2.0
@@ -45,8 +64,24 @@ class ActionMapping:
     """Memory limit bounds as multiples of the app's initial limit."""
     memory_headroom: float = 1.2
     """A memory limit stays at least this times the pod's current working set."""
+    scale_down_window: int = 20
+    """Target mode: replicas go down only to the largest count wanted over this many last
+    intervals (the HPA's 5-minute scale-down stabilisation at 15 s intervals; 1 = none)."""
+    target_utilization_range: tuple[float, float] = (0.05, 0.65)
+    """Target mode: CPU utilisation set-point at a = -1 and a = +1."""
+    tolerance: float = 0.1
+    """Target mode: relative distance from a set-point within which nothing changes."""
 
     def __post_init__(self) -> None:
+        if self.mode not in ("delta", "target"):
+            raise ValueError(f"mode must be 'delta' or 'target', got {self.mode!r}")
+        lo, hi = self.target_utilization_range
+        if not 0 < lo < hi <= 1:
+            raise ValueError(
+                f"target_utilization_range must satisfy 0 < low < high <= 1, got {(lo, hi)}"
+            )
+        if not 0 <= self.tolerance < 1:
+            raise ValueError(f"tolerance must be in [0, 1), got {self.tolerance}")
         if not 0 <= self.deadband < 1:
             raise ValueError(f"deadband must be in [0, 1), got {self.deadband}")
         if self.resource_step_factor <= 1:
@@ -63,18 +98,20 @@ def _strength(a: np.ndarray, deadband: float) -> np.ndarray:
     return np.sign(a) * mag
 
 
-def map_action(
-    action: np.ndarray, obs: Observation, app: CompiledApp, mapping: ActionMapping
-) -> tuple[Action, np.ndarray]:
-    """The simulator action for ``action`` (S, 3) given the current observation.
+def _memory_bounds(
+    obs: Observation, app: CompiledApp, mapping: ActionMapping
+) -> tuple[np.ndarray, np.ndarray]:
+    """Memory limit bounds: the range, and never below headroom x the working set per pod."""
+    mem_lo, mem_hi = (app.memory_limit_mib0 * r for r in mapping.memory_limit_range)
+    ws_pod = obs.memory_working_set_mib / np.maximum(obs.replicas_ready, 1)
+    return np.maximum(mem_lo, np.minimum(mem_hi, mapping.memory_headroom * ws_pod)), mem_hi
 
-    Returns the :class:`Action` and a (S, 3) boolean array of which components change.
-    """
-    a = np.clip(np.nan_to_num(np.asarray(action, dtype=np.float64), nan=0.0), -1.0, 1.0)
-    if a.shape != (app.n_services, N_ACTION_COMPONENTS):
-        raise ValueError(f"action must have shape ({app.n_services}, 3), got {a.shape}")
+
+def _deltas(
+    a: np.ndarray, obs: Observation, app: CompiledApp, mapping: ActionMapping
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Delta mode: replicas, CPU and memory limits after the changes ``a`` asks for."""
     st = _strength(a, mapping.deadband)
-
     current = obs.replicas_desired.astype(np.float64)
     step = np.maximum(1.0, mapping.replica_step_fraction * current)
     delta = np.sign(st[:, 0]) * np.maximum(np.ceil(np.abs(st[:, 0]) * step - 1e-9), 0.0)
@@ -83,16 +120,92 @@ def map_action(
     log_f = np.log(mapping.resource_step_factor)
     cpu_lo, cpu_hi = (app.cpu_limit_m0 * r for r in mapping.cpu_limit_range)
     cpu = np.clip(obs.cpu_limit_millicores * np.exp(st[:, 1] * log_f), cpu_lo, cpu_hi)
-
-    mem_lo, mem_hi = (app.memory_limit_mib0 * r for r in mapping.memory_limit_range)
-    ready = np.maximum(obs.replicas_ready, 1)
-    ws_pod = obs.memory_working_set_mib / ready
-    mem_floor = np.maximum(mem_lo, np.minimum(mem_hi, mapping.memory_headroom * ws_pod))
+    mem_floor, mem_hi = _memory_bounds(obs, app, mapping)
     mem = np.clip(obs.memory_limit_mib * np.exp(st[:, 2] * log_f), mem_floor, mem_hi)
+    return replicas, cpu, mem
+
+
+def _toward(current: np.ndarray, target: np.ndarray, mapping: ActionMapping) -> np.ndarray:
+    """A limit moved toward ``target``: unchanged within tolerance, else at most x/÷ step."""
+    f = mapping.resource_step_factor
+    moved = np.clip(target, current / f, current * f)
+    far = np.abs(target / current - 1.0) > mapping.tolerance
+    return np.where(far, moved, current)
+
+
+class ScaleDownStabilizer:
+    """The HPA's scale-down stabilisation for target mode: remembers the replica counts wanted
+    in the last ``window`` intervals; a decrease goes only down to their maximum."""
+
+    def __init__(self, window: int):
+        self.window = max(1, int(window))
+        self._recent: list[np.ndarray] = []
+
+    def __call__(self, wanted: np.ndarray, current: np.ndarray) -> np.ndarray:
+        """The stabilised count for ``wanted``; the first call counts ``current`` as wanted
+        (as the HPA's first recommendation is the current scale)."""
+        if self.window == 1:
+            return wanted
+        history = self._recent or [current]
+        self._recent = [*history[-(self.window - 1) :], wanted]
+        return np.max(self._recent, axis=0)
+
+
+def _targets(
+    a: np.ndarray,
+    obs: Observation,
+    app: CompiledApp,
+    mapping: ActionMapping,
+    stabilizer: ScaleDownStabilizer | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Target mode: replicas, CPU and memory limits moved toward the set-points ``a``."""
+    lo, hi = mapping.target_utilization_range
+    target_util = lo + (a[:, 0] + 1.0) * 0.5 * (hi - lo)
+    current = obs.replicas_desired.astype(np.float64)
+    wanted = np.ceil(obs.cpu_usage_millicores / (target_util * obs.cpu_limit_millicores) - 1e-9)
+    wanted = np.clip(wanted, app.min_replicas, app.max_replicas)
+    if stabilizer is not None:
+        wanted = np.maximum(wanted, np.minimum(stabilizer(wanted, current), current))
+    step = np.maximum(1.0, np.floor(mapping.replica_step_fraction * current))
+    moved = np.clip(wanted, current - step, current + step)
+    far = np.abs(wanted - current) > mapping.tolerance * np.maximum(current, 1.0)
+    replicas = np.where(far, moved, current)
+
+    def level(x: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+        log_lo, log_hi = np.log(bounds[0]), np.log(bounds[1])
+        return np.exp(log_lo + (x + 1.0) * 0.5 * (log_hi - log_lo))
+
+    cpu_lo, cpu_hi = (app.cpu_limit_m0 * r for r in mapping.cpu_limit_range)
+    cpu_target = app.cpu_limit_m0 * level(a[:, 1], mapping.cpu_limit_range)
+    cpu = np.clip(_toward(obs.cpu_limit_millicores, cpu_target, mapping), cpu_lo, cpu_hi)
+    mem_floor, mem_hi = _memory_bounds(obs, app, mapping)
+    mem_target = app.memory_limit_mib0 * level(a[:, 2], mapping.memory_limit_range)
+    mem = np.clip(_toward(obs.memory_limit_mib, mem_target, mapping), mem_floor, mem_hi)
+    return replicas, cpu, mem
+
+
+def map_action(
+    action: np.ndarray,
+    obs: Observation,
+    app: CompiledApp,
+    mapping: ActionMapping,
+    stabilizer: ScaleDownStabilizer | None = None,
+) -> tuple[Action, np.ndarray]:
+    """The simulator action for ``action`` (S, 3) given the current observation.
+
+    Returns the :class:`Action` and a (S, 3) boolean array of which components change.
+    """
+    a = np.clip(np.nan_to_num(np.asarray(action, dtype=np.float64), nan=0.0), -1.0, 1.0)
+    if a.shape != (app.n_services, N_ACTION_COMPONENTS):
+        raise ValueError(f"action must have shape ({app.n_services}, 3), got {a.shape}")
+    if mapping.mode == "target":
+        replicas, cpu, mem = _targets(a, obs, app, mapping, stabilizer)
+    else:
+        replicas, cpu, mem = _deltas(a, obs, app, mapping)
 
     changed = np.stack(
         [
-            replicas != current,
+            replicas != obs.replicas_desired,
             np.abs(cpu - obs.cpu_limit_millicores) > 0.5,
             np.abs(mem - obs.memory_limit_mib) > 0.5,
         ],

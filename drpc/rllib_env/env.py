@@ -13,7 +13,6 @@ per-service features (:mod:`drpc.rllib_env.features`). Action: a (S, 3) matrix i
 from __future__ import annotations
 
 import dataclasses
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -21,9 +20,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from drpc.rllib_env.actions import N_ACTION_COMPONENTS, ActionMapping, map_action
-from drpc.rllib_env.features import N_FEATURES, service_features, static_context
-from drpc.rllib_env.reward import RewardConfig, compute_reward
+from drpc.rllib_env.actions import (
+    N_ACTION_COMPONENTS,
+    ActionMapping,
+    ScaleDownStabilizer,
+    map_action,
+)
+from drpc.rllib_env.features import N_FEATURES, FeatureBuilder
+from drpc.rllib_env.reward import RewardConfig, compute_reward, service_rewards
 from drpc.scenario import Scenario, load_scenario, warm_start_replicas
 from drpc.sim.cluster import ClusterSim
 from drpc.sim.types import Observation
@@ -43,18 +47,38 @@ class EnvConfig:
     """Start each episode at a random interval of the scenario (else at 0)."""
     load_scale: tuple[float, float] = (0.8, 1.2)
     """Per-episode multiplier of the scenario's load, drawn uniformly."""
+    spikes_per_hour: float = 0.0
+    """Random load spikes overlaid per simulated hour (domain randomisation: the training
+    windows have few flash crowds, the evaluation days may have many)."""
+    spike_factor: tuple[float, float] = (1.3, 2.5)
+    """A spike multiplies the load by a factor drawn uniformly from this range."""
+    spike_intervals: tuple[int, int] = (1, 8)
+    """A spike lasts a number of intervals drawn uniformly from this range (inclusive)."""
     warm_start_utilization: float = 0.6
     """Initial replicas serve the first interval's load at this CPU utilisation."""
     forecast: bool = True
     """Feed the GRU forecast of the entry rate into the observation (else the current rate)."""
     reward: RewardConfig = field(default_factory=RewardConfig)
     actions: ActionMapping = field(default_factory=ActionMapping)
+    service_rewards: bool = True
+    """Add ``info["service_rewards"]``: the reward split per service (weighted reward only)."""
+    flatten: bool = False
+    """Flat (S*F,) observations and (S*3,) actions, for RLlib's default MLP modules (SAC, PPO)."""
 
     def __post_init__(self) -> None:
         if not self.scenarios:
             raise ValueError("EnvConfig.scenarios: give at least one scenario")
         if self.episode_intervals < 1:
             raise ValueError("EnvConfig.episode_intervals must be >= 1")
+        if self.spikes_per_hour < 0:
+            raise ValueError(f"EnvConfig.spikes_per_hour must be >= 0, got {self.spikes_per_hour}")
+        f_lo, f_hi = self.spike_factor
+        d_lo, d_hi = self.spike_intervals
+        if not (0 < f_lo <= f_hi and 1 <= d_lo <= d_hi):
+            raise ValueError(
+                "EnvConfig.spike_factor must satisfy 0 < low <= high and spike_intervals "
+                f"1 <= low <= high, got {self.spike_factor}, {self.spike_intervals}"
+            )
         lo, hi = self.load_scale
         if not 0 < lo <= hi:
             raise ValueError(f"EnvConfig.load_scale must satisfy 0 < low <= high, got {(lo, hi)}")
@@ -74,8 +98,9 @@ def make_env_config(data: Mapping[str, Any] | EnvConfig | None = None, **overrid
         raw["scenarios"] = (raw["scenarios"],)
     if "scenarios" in raw:
         raw["scenarios"] = tuple(raw["scenarios"])
-    if "load_scale" in raw:
-        raw["load_scale"] = tuple(raw["load_scale"])
+    for key in ("load_scale", "spike_factor", "spike_intervals"):
+        if key in raw:
+            raw[key] = tuple(raw[key])
     if isinstance(raw.get("reward"), Mapping):
         raw["reward"] = RewardConfig(**raw["reward"])
     if isinstance(raw.get("actions"), Mapping):
@@ -85,6 +110,21 @@ def make_env_config(data: Mapping[str, Any] | EnvConfig | None = None, **overrid
                 act[key] = tuple(act[key])
         raw["actions"] = ActionMapping(**act)
     return EnvConfig(**raw)
+
+
+def add_spikes(
+    load: np.ndarray, interval_s: float, cfg: EnvConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """``load`` (intervals, substeps) with ``cfg.spikes_per_hour`` random spikes overlaid."""
+    if cfg.spikes_per_hour <= 0:
+        return load
+    hours = load.shape[0] * interval_s / 3600.0
+    out = load.copy()
+    for _ in range(int(rng.poisson(cfg.spikes_per_hour * hours))):
+        length = int(rng.integers(cfg.spike_intervals[0], cfg.spike_intervals[1] + 1))
+        start = int(rng.integers(0, max(1, load.shape[0] - length + 1)))
+        out[start : start + length] *= rng.uniform(*cfg.spike_factor)
+    return out
 
 
 class ClusterEnv(gym.Env):
@@ -109,13 +149,12 @@ class ClusterEnv(gym.Env):
                 )
         self.app = self.scenarios[0].app
         n = self.app.n_services
-        self.observation_space = gym.spaces.Box(-10.0, 10.0, (n, N_FEATURES), np.float32)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (n, N_ACTION_COMPONENTS), np.float32)
-        self._predictor = None
-        if self.config.forecast:
-            from drpc.workload.forecast import load_forecaster
-
-            self._predictor = load_forecaster().numpy_predictor()
+        obs_shape = (n * N_FEATURES,) if self.config.flatten else (n, N_FEATURES)
+        act_shape = (n * N_ACTION_COMPONENTS,) if self.config.flatten else (n, N_ACTION_COMPONENTS)
+        self.observation_space = gym.spaces.Box(-10.0, 10.0, obs_shape, np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, act_shape, np.float32)
+        self.features: FeatureBuilder | None = None
+        self._builders: dict[str, FeatureBuilder] = {}
         self.sim: ClusterSim | None = None
         self.scenario: Scenario | None = None
         self.t = 0
@@ -131,6 +170,7 @@ class ClusterEnv(gym.Env):
         start = int(rng.integers(0, span + 1)) if cfg.random_start else 0
         scale = float(rng.uniform(*cfg.load_scale))
         load = sc.load_rps[start : start + cfg.episode_intervals] * scale
+        load = add_spikes(load, sc.config.interval_s, cfg, rng)
         app = dataclasses.replace(
             sc.app,
             replicas0=warm_start_replicas(
@@ -139,24 +179,28 @@ class ClusterEnv(gym.Env):
         )
         self.scenario = sc
         self.sim = ClusterSim(app, sc.config, load, seed=int(rng.integers(2**31 - 1)))
-        self.ctx = static_context(app)
+        if sc.name not in self._builders:
+            self._builders[sc.name] = FeatureBuilder(sc.app, sc.config.interval_s, cfg.forecast)
+        self.features = self._builders[sc.name]
+        self.features.reset(float(load[0].mean()))
+        self._stabilizer = ScaleDownStabilizer(cfg.actions.scale_down_window)
         self.t = 0
         obs = self.sim.reset()
-        window = self._predictor.config.window if self._predictor else 1
-        first = float(load[0].mean())
-        self.history = deque([first] * window, maxlen=window)
         self._last_obs = obs
         info = {"scenario": sc.name, "start_interval": start, "load_scale": scale}
-        return self._features(obs), info
+        return self._shape(self.features.features(obs)), info
 
     def step(self, action: np.ndarray):
         if self.sim is None:
             raise RuntimeError("call reset() before step()")
-        sim_action, changed = map_action(action, self._last_obs, self.sim.app, self.config.actions)
+        if self.config.flatten:
+            action = np.asarray(action).reshape(-1, N_ACTION_COMPONENTS)
+        sim_action, changed = map_action(
+            action, self._last_obs, self.sim.app, self.config.actions, self._stabilizer
+        )
         obs = self.sim.step(sim_action)
         self._last_obs = obs
         self.t += 1
-        self.history.append(float(obs.endpoint_rps.sum()))
         reward, terms = compute_reward(obs, self.sim.app, changed, self.config.reward)
         truncated = self.t >= self.config.episode_intervals or self.sim.done
         active = obs.endpoint_rps > 0
@@ -168,18 +212,17 @@ class ClusterEnv(gym.Env):
             "cpu_allocated_cores": obs.cpu_allocated_millicores / 1000.0,
             "actions_changed": int(changed.sum()),
         }
-        return self._features(obs), float(reward), False, bool(truncated), info
+        if self.config.service_rewards and self.config.reward.kind == "weighted":
+            info["service_rewards"] = service_rewards(
+                obs, self.sim.app, changed, self.config.reward
+            )
+        return self._shape(self.features(obs)), float(reward), False, bool(truncated), info
 
     # ------------------------------------------------------------------ helpers
+
+    def _shape(self, features: np.ndarray) -> np.ndarray:
+        return features.reshape(-1) if self.config.flatten else features
 
     @property
     def last_observation(self) -> Observation:
         return self._last_obs
-
-    def _features(self, obs: Observation) -> np.ndarray:
-        hist = np.fromiter(self.history, dtype=np.float64)
-        if self._predictor is not None:
-            forecast = float(np.max(self._predictor(hist)))
-        else:
-            forecast = float(hist[-1])
-        return service_features(obs, self.sim.app, self.ctx, forecast, self.sim.config.interval_s)

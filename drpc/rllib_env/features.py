@@ -6,6 +6,7 @@ on apps of any size. ``FEATURES`` names the columns in order.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,14 @@ import numpy as np
 from drpc.sim.graph import CompiledApp
 from drpc.sim.types import Observation
 
-__all__ = ["FEATURES", "N_FEATURES", "StaticContext", "service_features", "static_context"]
+__all__ = [
+    "FEATURES",
+    "N_FEATURES",
+    "FeatureBuilder",
+    "StaticContext",
+    "service_features",
+    "static_context",
+]
 
 FEATURES = (
     "load_of_max_capacity",  # request rate / capacity at max replicas (initial limits)
@@ -105,3 +113,47 @@ def service_features(
     cols[:, 16] = np.log1p(worst)
     cols[:, 17] = obs.endpoint_rps.sum() / ctx.app_capacity_rps
     return np.clip(np.nan_to_num(cols, nan=0.0, posinf=10.0), -10.0, 10.0).astype(np.float32)
+
+
+class FeatureBuilder:
+    """Observations -> feature rows, keeping the entry-rate history the GRU forecast needs.
+
+    The env and every policy that runs a trained network (teacher, students, the Serve app)
+    build their inputs through this one class, so training and serving see the same features::
+
+        fb = FeatureBuilder(app, interval_s=15, forecast=True)
+        fb.reset(first_entry_rps)
+        x = fb(obs)        # appends obs's entry rate to the history, returns (S, N_FEATURES)
+    """
+
+    def __init__(self, app: CompiledApp, interval_s: float, forecast: bool = True):
+        self.app = app
+        self.interval_s = float(interval_s)
+        self.ctx = static_context(app)
+        self._predictor = None
+        if forecast:
+            from drpc.workload.forecast import load_forecaster
+
+            self._predictor = load_forecaster().numpy_predictor()
+        self.window = self._predictor.config.window if self._predictor else 1
+        self.history: deque[float] = deque([0.0] * self.window, maxlen=self.window)
+
+    def reset(self, entry_rps: float) -> None:
+        """Start a new run whose history so far is a flat ``entry_rps`` (requests/s)."""
+        self.history = deque([float(entry_rps)] * self.window, maxlen=self.window)
+
+    def forecast_rps(self) -> float:
+        """The GRU's peak forecast of the entry rate over its horizon (else the last rate)."""
+        hist = np.fromiter(self.history, dtype=np.float64)
+        if self._predictor is None:
+            return float(hist[-1])
+        return float(np.max(self._predictor(hist)))
+
+    def features(self, obs: Observation) -> np.ndarray:
+        """Features of ``obs`` without touching the history."""
+        return service_features(obs, self.app, self.ctx, self.forecast_rps(), self.interval_s)
+
+    def __call__(self, obs: Observation) -> np.ndarray:
+        """Append ``obs``'s entry rate to the history, then return its features."""
+        self.history.append(float(obs.endpoint_rps.sum()))
+        return self.features(obs)

@@ -51,7 +51,7 @@ class ClusterMultiAgentEnv(MultiAgentEnv):
 
     def _local(self, features: np.ndarray) -> dict[str, np.ndarray]:
         obs = self.env.last_observation
-        cap = self.env.ctx.max_capacity_rps
+        cap = self.env.features.ctx.max_capacity_rps
         callers = (self._callers @ obs.request_rate_rps) / cap
         local = np.concatenate([features[:, _LOCAL], np.clip(callers, 0, 10)[:, None]], axis=1)
         local = local.astype(np.float32)

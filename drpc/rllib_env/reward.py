@@ -2,10 +2,12 @@
 
 ``weighted`` (default)::
 
-    r = -( w_slo   * sum_e share_e * min(max(p99_e / SLO_e - 1, 0), slo_excess_cap)
+    r = -( w_slo   * sum_e share_e * min(max(p99_e / (h * SLO_e) - 1, 0), slo_excess_cap)
          + w_fail  * failed request fraction
          + w_cost  * CPU allocated / CPU allocated with every service at max replicas
          + w_churn * share of (service, knob) pairs changed this interval )
+
+with h = ``slo_headroom`` (1 by default).
 
 ``paper`` (Bai et al., DRPC, eq. for R_qos and R_ult), reproduced as written::
 
@@ -15,6 +17,15 @@
 
 with p99 / RT_max the worst endpoint's ratio to its SLO and utilisation = usage / limit of the
 ready pods.
+
+``service_rewards`` splits the weighted reward into one share per service; the shares sum to
+the reward, so a critic per service can learn which service's knobs cost what (credit assignment
+over dozens of services from one number is what makes a single-Q teacher slow to train):
+
+- SLO and failure terms: each endpoint's term is split over the services on its call tree
+  in proportion to their latency contribution, visits_e,i x p99_i / sum_j visits_e,j x p99_j;
+- cost: in proportion to each service's allocated CPU (requests x scheduled pods);
+- churn: each service's own changed knobs.
 """
 
 from __future__ import annotations
@@ -27,7 +38,13 @@ import numpy as np
 from drpc.sim.graph import CompiledApp
 from drpc.sim.types import Observation
 
-__all__ = ["RewardConfig", "compute_reward", "paper_reward", "weighted_reward"]
+__all__ = [
+    "RewardConfig",
+    "compute_reward",
+    "paper_reward",
+    "service_rewards",
+    "weighted_reward",
+]
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,8 @@ class RewardConfig:
     """Weight of the allocated CPU as a fraction of the all-max allocation."""
     churn_weight: float = 0.05
     """Weight of the share of knobs changed this interval."""
+    slo_headroom: float = 1.0
+    """The SLO term counts p99 above this fraction of the SLO (e.g. 0.8: keep 20% headroom)."""
     slo_excess_cap: float = 4.0
     """Cap on p99 / SLO - 1 per endpoint, so one bad interval does not dominate."""
     target_utilization: float = 0.75
@@ -52,9 +71,17 @@ class RewardConfig:
     def __post_init__(self) -> None:
         if self.kind not in ("weighted", "paper"):
             raise ValueError(f"reward kind must be 'weighted' or 'paper', got {self.kind!r}")
+        if not 0 < self.slo_headroom <= 1:
+            raise ValueError(f"slo_headroom must be in (0, 1], got {self.slo_headroom}")
         for name in ("slo_weight", "failure_weight", "cost_weight", "churn_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
+
+
+def _slo_excess(obs: Observation, app: CompiledApp, cfg: RewardConfig) -> np.ndarray:
+    """Per endpoint: min(max(p99 / (headroom x SLO) - 1, 0), cap)."""
+    ratio = obs.endpoint_latency_p99_ms / (cfg.slo_headroom * app.slo_ms)
+    return np.clip(ratio - 1.0, 0.0, cfg.slo_excess_cap)
 
 
 def weighted_reward(
@@ -64,7 +91,7 @@ def weighted_reward(
     rps = obs.endpoint_rps
     total = rps.sum()
     share = rps / total if total > 0 else np.zeros_like(rps)
-    excess = np.clip(obs.endpoint_latency_p99_ms / app.slo_ms - 1.0, 0.0, cfg.slo_excess_cap)
+    excess = _slo_excess(obs, app, cfg)
     slo = float((share * excess).sum())
     failed = float((share * obs.endpoint_error_rate).sum())
     max_alloc = float((app.max_replicas * app.cpu_request_m0).sum())
@@ -78,6 +105,36 @@ def weighted_reward(
         + cfg.churn_weight * churn
     )
     return float(r), terms
+
+
+def _latency_blame(obs: Observation, app: CompiledApp) -> np.ndarray:
+    """(E, S): each service's share of each endpoint's latency (rows sum to 1 or 0)."""
+    contrib = app.visits.multiply(np.maximum(obs.latency_p99_ms, 0.0)[None, :]).toarray()
+    total = contrib.sum(axis=1, keepdims=True)
+    return np.divide(contrib, total, out=np.zeros_like(contrib), where=total > 0)
+
+
+def service_rewards(
+    obs: Observation, app: CompiledApp, changed: np.ndarray, cfg: RewardConfig
+) -> np.ndarray:
+    """Per-service shares (S,) of :func:`weighted_reward`; they sum to it."""
+    n = app.n_services
+    rps = obs.endpoint_rps
+    total = rps.sum()
+    share = rps / total if total > 0 else np.zeros_like(rps)
+    excess = _slo_excess(obs, app, cfg)
+    blame = _latency_blame(obs, app)
+    per_endpoint = cfg.slo_weight * share * excess + cfg.failure_weight * share * (
+        obs.endpoint_error_rate
+    )
+    qos = per_endpoint @ blame  # (S,), sums to the SLO + failure terms
+    max_alloc = float((app.max_replicas * app.cpu_request_m0).sum())
+    scheduled = np.maximum(obs.replicas_desired - obs.pods_pending, obs.replicas_ready)
+    alloc = obs.cpu_request_millicores * np.maximum(scheduled, 0)
+    alloc_share = alloc / alloc.sum() if alloc.sum() > 0 else np.full(n, 1.0 / n)
+    cost = cfg.cost_weight * (obs.cpu_allocated_millicores / max_alloc) * alloc_share
+    churn = cfg.churn_weight * (changed.mean(axis=1) / n if changed.size else np.zeros(n))
+    return (-(qos + cost + churn)).astype(np.float32)
 
 
 def paper_reward(

@@ -83,21 +83,6 @@ def obs_batch(n: int = 16, seed: int = 0) -> torch.Tensor:
     return torch.as_tensor(np.stack([space.sample() for _ in range(n)]))
 
 
-@pytest.fixture(scope="session")
-def ray_session():
-    import ray
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the local learner's small nets: 1 thread is fastest here
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def learner():
     def build(**training) -> TD3TorchLearner:

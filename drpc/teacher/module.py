@@ -45,3 +45,16 @@ class PerServiceTD3Module(TD3TorchRLModule):
     def build_critic(self, obs_space: gym.Space, action_space: gym.spaces.Box) -> nn.Module:
         n_features, n_actions = _dims(obs_space, action_space)
         return PerServiceCritic(n_features, n_actions, self._hidden(), layer_norm=True)
+
+    # -- per-service critics (used by the learner when the batch has component rewards) --
+
+    def q_components(self, obs, actions):
+        """Twin per-service Qs, each (B, S)."""
+        return self.critic1.per_service(obs, actions), self.critic2.per_service(obs, actions)
+
+    def q_components_target(self, obs, actions):
+        """Twin per-service target Qs, each (B, S)."""
+        return (
+            self.critic1_target.per_service(obs, actions),
+            self.critic2_target.per_service(obs, actions),
+        )

@@ -6,7 +6,7 @@ mean and the max of all encodings (permutation invariant), concatenated back ont
 So a teacher trained on one app runs, unchanged, on apps with any number of services:
 
     actor:   a_i = tanh(head([enc(x_i), mean_j enc(x_j), max_j enc(x_j)]))         (B, S, 3)
-    critic:  Q   = head(mean_i [enc([x_i, a_i]), mean_j enc(.), max_j enc(.)])      (B,)
+    critic:  Q_i = head([enc([x_i, a_i]), mean_j enc(.), max_j enc(.)]),  Q = mean_i Q_i (B,)
 """
 
 from __future__ import annotations
@@ -84,10 +84,15 @@ class PerServiceCritic(nn.Module):
         self.n_features = n_features
         self.n_actions = n_actions
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """obs (B, S, F) or (B, S*F), action (B, S, A) or (B, S*A) -> Q (B,)."""
+    def per_service(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Each service's share Q_i (B, S); their mean is Q. Trained on per-service rewards
+        (:func:`drpc.rllib_env.reward.service_rewards`), Q_i is service i's own return."""
         b = obs.shape[0]
         x = obs.reshape(b, -1, self.n_features)
         a = action.reshape(b, x.shape[1], self.n_actions)
         ctx = pooled_context(self.encoder(torch.cat([x, a], dim=-1)))
-        return self.head(ctx).mean(dim=1).squeeze(-1)
+        return self.head(ctx).squeeze(-1)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """obs (B, S, F) or (B, S*F), action (B, S, A) or (B, S*A) -> Q (B,)."""
+        return self.per_service(obs, action).mean(dim=1)

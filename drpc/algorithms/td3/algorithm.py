@@ -64,7 +64,11 @@ class TD3(DQN):
     def _create_local_replay_buffer_if_necessary(self, config: TD3Config) -> Any:
         buffer_config = config["replay_buffer_config"]
         if buffer_config["type"] == TRANSITION_BUFFER:
-            return TransitionReplayBuffer(capacity=buffer_config["capacity"], seed=config.seed)
+            return TransitionReplayBuffer(
+                capacity=buffer_config["capacity"],
+                seed=config.seed,
+                component_rewards_key=config.component_rewards_key,
+            )
         return super()._create_local_replay_buffer_if_necessary(config)
 
     def setup(self, config: TD3Config) -> None:

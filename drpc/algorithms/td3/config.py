@@ -75,6 +75,16 @@ class TD3Config(AlgorithmConfig):
         self.num_steps_sampled_before_learning_starts: int = 1000
         """Env steps of uniform random actions, without updates, before learning starts
         (CleanRL's ``learning_starts``)."""
+        self.random_warmup: bool = True
+        """Uniform random actions before learning starts (False: the actor plus exploration
+        noise from the first step, e.g. for an actor warm-started from demonstrations)."""
+        self.actor_update_starts: int = 0
+        """Critic updates before the first actor update (lets the critics learn the value of
+        a warm-started actor before its gradient moves it)."""
+        self.component_rewards_key: str | None = None
+        """Info key of per-component rewards (K,) that sum to the reward. With a module
+        that has ``q_components`` (e.g. DRPC's per-service teacher), each critic component
+        regresses on its own reward: per-service credit assignment. TransitionReplayBuffer only."""
         self.updates_per_env_step: float = 1.0
         """Gradient steps, each on a fresh uniform batch, per env step sampled (CleanRL: 1)."""
         self.replay_buffer_config: dict[str, Any] = {
@@ -106,6 +116,9 @@ class TD3Config(AlgorithmConfig):
         policy_frequency: int | None = NotProvided,
         exploration_noise: float | None = NotProvided,
         num_steps_sampled_before_learning_starts: int | None = NotProvided,
+        random_warmup: bool | None = NotProvided,
+        actor_update_starts: int | None = NotProvided,
+        component_rewards_key: str | None = NotProvided,
         updates_per_env_step: float | None = NotProvided,
         replay_buffer_config: dict[str, Any] | None = NotProvided,
         n_step: int | None = NotProvided,
@@ -132,6 +145,12 @@ class TD3Config(AlgorithmConfig):
             self.exploration_noise = exploration_noise
         if num_steps_sampled_before_learning_starts is not NotProvided:
             self.num_steps_sampled_before_learning_starts = num_steps_sampled_before_learning_starts
+        if random_warmup is not NotProvided:
+            self.random_warmup = random_warmup
+        if actor_update_starts is not NotProvided:
+            self.actor_update_starts = actor_update_starts
+        if component_rewards_key is not NotProvided:
+            self.component_rewards_key = component_rewards_key
         if updates_per_env_step is not NotProvided:
             self.updates_per_env_step = updates_per_env_step
         if replay_buffer_config is not NotProvided:
@@ -157,6 +176,10 @@ class TD3Config(AlgorithmConfig):
         for name in ("policy_noise", "noise_clip", "exploration_noise"):
             if getattr(self, name) < 0:
                 self._value_error(f"`{name}` must be >= 0: {getattr(self, name)}")
+        if not isinstance(self.actor_update_starts, int) or self.actor_update_starts < 0:
+            self._value_error(
+                f"`actor_update_starts` must be an int >= 0: {self.actor_update_starts}"
+            )
         if self.updates_per_env_step <= 0:
             self._value_error(f"`updates_per_env_step` must be > 0: {self.updates_per_env_step}")
         if not isinstance(self.n_step, int) or self.n_step < 1:
@@ -176,6 +199,8 @@ class TD3Config(AlgorithmConfig):
                 self._value_error(f"n_step={self.n_step} needs one of {_EPISODE_BUFFERS}.")
             if self.is_multi_agent:
                 self._value_error(f"Multi-agent TD3 needs one of {_EPISODE_BUFFERS}.")
+        elif self.component_rewards_key is not None:
+            self._value_error(f"component_rewards_key needs {TRANSITION_BUFFER!r}.")
         elif buffer_type not in _EPISODE_BUFFERS:
             self._value_error(
                 f"replay_buffer_config['type'] must be {TRANSITION_BUFFER!r} or one of "
@@ -220,6 +245,8 @@ class TD3Config(AlgorithmConfig):
         # What the module needs from the algorithm config (see TD3ModelConfig).
         return super()._model_config_auto_includes | {
             "exploration_noise": self.exploration_noise,
-            "learning_starts": self.num_steps_sampled_before_learning_starts,
+            "learning_starts": (
+                self.num_steps_sampled_before_learning_starts if self.random_warmup else 0
+            ),
             "normalize_actions": self.normalize_actions,
         }

@@ -12,6 +12,12 @@ Per train batch ``(s, a, r, s', d, n)`` drawn uniformly from the replay buffer:
 5. Soft target update:  ``theta' <- tau * theta + (1 - tau) * theta'`` for the actor and
    both critics, right after each actor update.
 
+Per-component critics (``TD3Config.component_rewards_key``, with a module that has
+``q_components``, such as DRPC's per-service teacher): steps 2-3 run per component i (a
+service) on its own reward, ``y_i = r_i + gamma * (1 - d) * min(Q1'_i, Q2'_i)``, MSE over
+(B, K); the actor still maximises ``Q1 = mean_i Q1_i`` (the components' rewards sum to ``r``).
+With ``actor_update_starts``, step 4 waits for that many critic updates (step 5 does not).
+
 Steps 1-4 are :meth:`TD3TorchLearner.compute_loss_for_module`; the single backward pass of
 ``critic_loss (+ actor_loss)`` is :meth:`TD3TorchLearner.compute_gradients`; the optimizer
 steps and step 5 are :meth:`TD3TorchLearner.apply_gradients`. One deviation from the
@@ -41,6 +47,7 @@ from ray.rllib.utils.typing import ModuleID, ParamDict, StateDict, TensorType
 
 if TYPE_CHECKING:
     from drpc.algorithms.td3.config import TD3Config
+from drpc.algorithms.td3.replay_buffer import COMPONENT_REWARDS
 
 __all__ = [
     "ACTOR_LOSS_KEY",
@@ -122,7 +129,7 @@ class TD3TorchLearner(TorchLearner):
         """Build module and optimizers, sync initial weights across learners, make targets."""
         super().build()
         self._num_critic_updates: dict[ModuleID, int] = defaultdict(int)
-        self._actor_updated: set[ModuleID] = set()
+        self._target_update_due: set[ModuleID] = set()
         self._broadcast_initial_weights()
         self.module.foreach_module(
             lambda mid, mod: (
@@ -197,24 +204,32 @@ class TD3TorchLearner(TorchLearner):
                 low=module.action_low,
                 high=module.action_high,
             )
-            q1_next, q2_next = module.q_target(next_obs, next_actions)
+            per_component = COMPONENT_REWARDS in batch and hasattr(module, "q_components")
+            if per_component:  # one TD target per component (service): r_i + g * min Q'_i
+                rewards = batch[COMPONENT_REWARDS]
+                q1_next, q2_next = module.q_components_target(next_obs, next_actions)
+                terminateds = terminateds.unsqueeze(-1)
+            else:
+                q1_next, q2_next = module.q_target(next_obs, next_actions)
             target_q = clipped_double_q_target(rewards, terminateds, q1_next, q2_next, discount)
 
         # 3. Both critics regress onto the same target.
-        q1, q2 = module.q(obs, actions)
+        q1, q2 = module.q_components(obs, actions) if per_component else module.q(obs, actions)
         critic_loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
         loss = critic_loss
         self._num_critic_updates[module_id] += 1
 
         # 4. Delayed policy update: maximise Q1(s, mu(s)) with the critics frozen.
-        if self._num_critic_updates[module_id] % config.policy_frequency == 0:
-            with frozen(module.critic_parameters()):
-                q1_pi, _ = module.q(obs, module.pi(obs))
-            actor_loss = -q1_pi.mean()
-            loss = loss + actor_loss
-            self._actor_updated.add(module_id)
-            self.metrics.log_value((module_id, ACTOR_LOSS_KEY), actor_loss, window=1)
-            self.metrics.log_value((module_id, NUM_ACTOR_UPDATES_KEY), 1, reduce="lifetime_sum")
+        n_updates = self._num_critic_updates[module_id]
+        if n_updates % config.policy_frequency == 0:
+            self._target_update_due.add(module_id)  # soft target update after this step
+            if n_updates > config.actor_update_starts:  # (warm-up: critics only)
+                with frozen(module.critic_parameters()):
+                    q1_pi, _ = module.q(obs, module.pi(obs))
+                actor_loss = -q1_pi.mean()
+                loss = loss + actor_loss
+                self.metrics.log_value((module_id, ACTOR_LOSS_KEY), actor_loss, window=1)
+                self.metrics.log_value((module_id, NUM_ACTOR_UPDATES_KEY), 1, reduce="lifetime_sum")
 
         self.metrics.log_dict(
             {
@@ -248,11 +263,11 @@ class TD3TorchLearner(TorchLearner):
     def apply_gradients(self, gradients_dict: ParamDict) -> None:
         """Optimizer steps, then the soft target update for modules whose actor moved."""
         super().apply_gradients(gradients_dict)
-        for module_id in sorted(self._actor_updated):
+        for module_id in sorted(self._target_update_due):
             tau = self.config.get_config_for_module(module_id).tau
             for online, target in self.module[module_id].unwrapped().get_target_network_pairs():
                 update_target_network(main_net=online, target_net=target, tau=tau)
-        self._actor_updated.clear()
+        self._target_update_due.clear()
 
     def _uncompiled_update(self, batch: dict, **kwargs: Any) -> tuple[Any, Any, Any]:
         # TorchLearner's version enters DDP's `no_sync()` for num_learners > 1; TD3 does

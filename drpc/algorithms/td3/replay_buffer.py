@@ -22,7 +22,11 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 from ray.rllib.utils.spaces.space_utils import batch as stack_items
 
-__all__ = ["TRANSITION_BUFFER", "TransitionReplayBuffer"]
+__all__ = ["COMPONENT_REWARDS", "TRANSITION_BUFFER", "TransitionReplayBuffer"]
+
+COMPONENT_REWARDS = "component_rewards"
+"""Batch column of per-component rewards (B, K), read from the env's infos (see
+``TD3Config.component_rewards_key``)."""
 
 TRANSITION_BUFFER = "TransitionReplayBuffer"
 """The ``replay_buffer_config["type"]`` that selects this buffer."""
@@ -31,7 +35,9 @@ TRANSITION_BUFFER = "TransitionReplayBuffer"
 class TransitionReplayBuffer:
     """Ring buffer of ``capacity`` transitions; the oldest is overwritten when full."""
 
-    def __init__(self, capacity: int, seed: int | None = None):
+    def __init__(
+        self, capacity: int, seed: int | None = None, component_rewards_key: str | None = None
+    ):
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1: {capacity}")
         self.capacity = int(capacity)
@@ -41,6 +47,8 @@ class TransitionReplayBuffer:
         self._next = 0  # slot the next transition goes to
         self._size = 0
         self._num_added = 0
+        self.component_rewards_key = component_rewards_key
+        """Info key whose per-step array is stored as the ``component_rewards`` column."""
 
     def __len__(self) -> int:
         return self._size
@@ -73,15 +81,30 @@ class TransitionReplayBuffer:
             observations = _as_arrays(episode.get_observations())
             terminateds = np.zeros(steps, dtype=bool)
             terminateds[-1] = episode.is_terminated
+            extras = {}
+            if self.component_rewards_key is not None:
+                extras[COMPONENT_REWARDS] = self._component_rewards(episode, steps)
             self.add(
                 obs=tree.map_structure(lambda o: o[:-1], observations),
                 actions=_as_arrays(episode.get_actions()),
                 rewards=np.asarray(episode.get_rewards(), dtype=np.float32),
                 next_obs=tree.map_structure(lambda o: o[1:], observations),
                 terminateds=terminateds,
+                **extras,
             )
             added += steps
         return added
+
+    def _component_rewards(self, episode: SingleAgentEpisode, steps: int) -> np.ndarray:
+        infos = episode.get_infos()  # one per observation: infos[i + 1] follows step i
+        key = self.component_rewards_key
+        try:
+            rows = [np.asarray(infos[i + 1][key], dtype=np.float32) for i in range(steps)]
+        except (KeyError, TypeError, IndexError):
+            raise KeyError(
+                f"component_rewards_key={key!r}: the env's step infos must all carry it"
+            ) from None
+        return np.stack(rows)
 
     def add(
         self,
@@ -91,14 +114,19 @@ class TransitionReplayBuffer:
         rewards: np.ndarray,
         next_obs: Any,
         terminateds: np.ndarray,
+        **extras: np.ndarray,
     ) -> None:
-        """Add a batch of transitions (leading axis = transition), overwriting the oldest."""
+        """Add a batch of transitions (leading axis = transition), overwriting the oldest.
+
+        ``extras`` are further columns (e.g. ``component_rewards``); every call must give
+        the same ones."""
         rows = {
             Columns.OBS: obs,
             Columns.ACTIONS: actions,
             Columns.REWARDS: np.asarray(rewards, dtype=np.float32),
             Columns.NEXT_OBS: next_obs,
             Columns.TERMINATEDS: np.asarray(terminateds, dtype=bool),
+            **extras,
         }
         n = len(rows[Columns.REWARDS])
         if n == 0:

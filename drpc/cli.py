@@ -5,6 +5,8 @@ drpc evaluate ...               run policies on a scenario, write Parquet/JSON/P
 drpc apps | scenarios | traces | policies     what is bundled
 drpc apps generate ...          an Alibaba-like random app as YAML
 drpc forecast train|report      the GRU workload forecaster
+drpc train ...                  train the teacher (TD3 on RLlib) and evaluate it
+drpc twin ...                   the digital twin: a Kubernetes API + Prometheus metrics
 """
 
 from __future__ import annotations
@@ -52,13 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="the main job: evaluate every baseline on the default scenario",
-        description="Evaluate the HPA, VPA, threshold, static and oracle baselines on the "
-        "embedded default scenario (TrainTicket-like app, NASA-HTTP launch-day trace), print "
-        "the comparison table and write results and plots to --out.",
+        help="the main job: train the teacher briefly, evaluate it beside every baseline",
+        description="Train the TD3 teacher on the training windows for --train-budget seconds "
+        "(drpc train), then evaluate it, the bundled longer-trained teacher and the HPA, VPA, "
+        "threshold, static and oracle baselines on the embedded default scenario "
+        "(TrainTicket-like app, NASA-HTTP launch-day trace, evaluation split); print the "
+        "comparison table and write results and plots to --out.",
     )
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--scenario", default="default", help="bundled name or YAML file")
+    demo.add_argument(
+        "--train-budget",
+        type=float,
+        default=150.0,
+        help="seconds of teacher training (default: 150; 0 = skip training)",
+    )
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     ev = sub.add_parser(
@@ -99,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
     ev.add_argument("--json", action="store_true", help="print the summaries as JSON")
 
+    _add_train_parser(sub)
+
     apps = sub.add_parser("apps", help="list bundled apps, or generate a random one")
     apps_sub = apps.add_subparsers(dest="apps_command", metavar="SUBCOMMAND")
     gen = apps_sub.add_parser(
@@ -129,6 +141,171 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EPILOG_TRAIN = """\
+output (--out):
+  checkpoint/          RLlib checkpoint (save_to_path; --resume, Algorithm.from_checkpoint)
+                       + drpc_policy.json and policy.pt: the exported policy
+  tensorboard/         metrics per iteration:  tensorboard --logdir OUT/tensorboard
+  progress.csv         headline metrics per iteration
+  eval/SCENARIO/       drpc evaluate's output for the teacher beside the HPA
+  train_summary.json   stopping reason, steps, wall-clock, evaluation summaries
+
+examples:
+  drpc train --time-budget 600 --out runs/teacher
+  drpc train --scenario train-trainticket-nasa --algorithm sac --iterations 20 --out runs/sac
+  drpc train --resume runs/teacher/checkpoint --time-budget 300 --out runs/teacher2
+  drpc evaluate --scenario default --policy runs/teacher --policy hpa
+"""
+
+
+def _add_train_parser(sub) -> None:
+    from drpc.train import TrainConfig
+
+    d = TrainConfig()
+    tr = sub.add_parser(
+        "train",
+        help="train the teacher with RLlib and evaluate it",
+        description="Train the central teacher (TD3 on RLlib's new API stack, per-service "
+        "shared networks) on training windows of the bundled traces, save an RLlib checkpoint "
+        "and an exported policy, and evaluate it beside the HPA on evaluation scenarios. "
+        "Stops at the first of --iterations, --env-steps, --time-budget.",
+        epilog=EPILOG_TRAIN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tr.add_argument(
+        "--scenario",
+        action="append",
+        dest="scenarios",
+        help=f"training scenario (train split); repeat for several (default: {d.scenarios[0]})",
+    )
+    tr.add_argument("--algorithm", choices=("td3", "sac", "ppo"), default=d.algorithm)
+    tr.add_argument("--out", default=d.out, help=f"output folder (default: {d.out})")
+    tr.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    stop = tr.add_argument_group("stopping (the first reached wins)")
+    stop.add_argument("--iterations", type=int, help="algo.train() calls")
+    stop.add_argument("--env-steps", type=int, help="env steps sampled (lifetime)")
+    stop.add_argument(
+        "--time-budget",
+        type=float,
+        default=d.time_budget_s,
+        help=f"wall-clock seconds (default: {d.time_budget_s:g}; 0 = none)",
+    )
+    tr.add_argument("--seed", type=int, default=d.seed)
+    tr.add_argument("--resume", help="continue from an earlier run's checkpoint/ folder")
+    res = tr.add_argument_group("resources")
+    res.add_argument("--num-cpus", type=int, help="CPUs of a Ray instance started here")
+    res.add_argument("--num-learners", type=int, default=d.num_learners)
+    res.add_argument("--num-gpus-per-learner", type=float, default=d.num_gpus_per_learner)
+    res.add_argument("--num-env-runners", type=int, default=d.num_env_runners)
+    res.add_argument("--num-envs-per-env-runner", type=int, default=d.num_envs_per_env_runner)
+    hp = tr.add_argument_group("hyperparameters")
+    hp.add_argument(
+        "--episode-intervals",
+        type=int,
+        default=d.episode_intervals,
+        help=f"control intervals per episode (default: {d.episode_intervals})",
+    )
+    hp.add_argument(
+        "--hidden",
+        default=",".join(map(str, d.hidden)),
+        help="network widths, comma-separated (default: %(default)s)",
+    )
+    hp.add_argument(
+        "--action-mode",
+        choices=("target", "delta"),
+        default=d.action_mode,
+        help="actions as set-points (default) or as changes",
+    )
+    hp.add_argument(
+        "--demonstrator",
+        help="warm-start the actor by cloning this policy (delta mode), e.g. oracle",
+    )
+    hp.add_argument("--batch-size", type=int, default=d.batch_size)
+    hp.add_argument("--gamma", type=float, default=d.gamma)
+    hp.add_argument("--actor-lr", type=float, default=d.actor_lr)
+    hp.add_argument("--critic-lr", type=float, default=d.critic_lr)
+    hp.add_argument("--exploration-noise", type=float, default=d.exploration_noise)
+    hp.add_argument("--learning-starts", type=int, default=d.learning_starts)
+    hp.add_argument("--updates-per-env-step", type=float, default=d.updates_per_env_step)
+    hp.add_argument(
+        "--env-config",
+        help='JSON object of more env settings, e.g. \'{"reward": {"kind": "paper"}}\'',
+    )
+    ev = tr.add_argument_group("evaluation after training")
+    ev.add_argument(
+        "--eval-scenario",
+        action="append",
+        dest="eval_scenarios",
+        help=f"evaluation scenario; repeat for several (default: {d.eval_scenarios[0]})",
+    )
+    ev.add_argument(
+        "--eval-baseline",
+        action="append",
+        dest="eval_baselines",
+        help="baseline policy to run beside the teacher; repeat (default: hpa)",
+    )
+    tr.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _cmd_train(args) -> int:
+    from drpc.train import TrainConfig, train
+
+    try:
+        hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
+    except ValueError:
+        raise ValueError(
+            f"--hidden: expected comma-separated integers, got {args.hidden!r}"
+        ) from None
+    env_config = {}
+    if args.env_config:
+        try:
+            env_config = json.loads(args.env_config)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--env-config: not JSON ({err})") from None
+        if not isinstance(env_config, dict):
+            raise ValueError("--env-config: expected a JSON object")
+    d = TrainConfig()
+    cfg = TrainConfig(
+        scenarios=tuple(args.scenarios or d.scenarios),
+        algorithm=args.algorithm,
+        out=args.out,
+        overwrite=args.overwrite,
+        iterations=args.iterations,
+        env_steps=args.env_steps,
+        time_budget_s=args.time_budget or None,
+        seed=args.seed,
+        resume=args.resume,
+        num_cpus=args.num_cpus,
+        num_learners=args.num_learners,
+        num_gpus_per_learner=args.num_gpus_per_learner,
+        num_env_runners=args.num_env_runners,
+        num_envs_per_env_runner=args.num_envs_per_env_runner,
+        episode_intervals=args.episode_intervals,
+        env_config=env_config,
+        action_mode=args.action_mode,
+        demonstrator=args.demonstrator,
+        hidden=hidden,
+        batch_size=args.batch_size,
+        gamma=args.gamma,
+        actor_lr=args.actor_lr,
+        critic_lr=args.critic_lr,
+        exploration_noise=args.exploration_noise,
+        learning_starts=args.learning_starts,
+        updates_per_env_step=args.updates_per_env_step,
+        eval_scenarios=tuple(args.eval_scenarios or d.eval_scenarios),
+        eval_baselines=tuple(args.eval_baselines or d.eval_baselines),
+        progress=not args.no_progress,
+    )
+    result = train(cfg)
+    print(
+        f"\ntrained {result.iterations} iterations, {result.env_steps} env steps in "
+        f"{result.wall_s:.0f} s\ncheckpoint: {result.checkpoint}\n"
+        f"summary: {result.out / 'train_summary.json'}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["twin"]:  # its own parser: every flag after `twin` belongs to it
@@ -150,15 +327,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args, parser) -> int:
     if args.command == "demo":
-        return _evaluate(
-            scenario=args.scenario,
-            policies=DEFAULT_POLICIES,
-            out=args.out,
-            overwrite=True,
-            progress=not args.no_progress,
-        )
+        return _cmd_demo(args)
     if args.command == "evaluate":
         return _cmd_evaluate(args)
+    if args.command == "train":
+        return _cmd_train(args)
     if args.command == "apps":
         return _cmd_apps(args)
     if args.command == "scenarios":
@@ -198,6 +371,43 @@ def _dispatch(args, parser) -> int:
         return int(forecast_main(args.args) or 0)
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _cmd_demo(args) -> int:
+    """Train briefly, then the fresh teacher, the bundled teacher and the baselines."""
+    from drpc.teacher.checkpoint import bundled_teacher
+
+    policies: list = []
+    out = Path(args.out)
+    if args.train_budget > 0:
+        from drpc.teacher.policy import load_policy
+        from drpc.train import TrainConfig, train
+
+        run = train(
+            TrainConfig(
+                out=str(out.parent / (out.name + "-teacher")),
+                overwrite=True,
+                time_budget_s=args.train_budget,
+                eval_scenarios=(),
+                progress=not args.no_progress,
+            )
+        )
+        policies.append(load_policy(run.checkpoint, name=f"teacher ({run.wall_s / 60:.1f} min)"))
+    shipped = bundled_teacher()
+    if shipped is not None:
+        from drpc.teacher.policy import load_policy
+
+        minutes = float(shipped.get("train_wall_s", 0)) / 60
+        policies.append(
+            load_policy(shipped["folder"], name=f"teacher ({minutes:.0f} min, bundled)")
+        )
+    return _evaluate(
+        scenario=args.scenario,
+        policies=[*policies, *DEFAULT_POLICIES],
+        out=args.out,
+        overwrite=True,
+        progress=not args.no_progress,
+    )
 
 
 def _cmd_apps(args) -> int:

@@ -7,8 +7,10 @@ enforces the safety limits (min/max replicas, resource bounds) on whatever a pol
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from drpc.sim.cluster import ClusterSim
@@ -111,10 +113,15 @@ def _convert(raw: str, field, policy: str) -> Any:
 
 
 def make_policy(spec: str) -> Policy:
-    """Build a policy from ``NAME`` or ``NAME:key=value,key=value``."""
+    """Build a policy from ``NAME``, ``NAME:key=value,key=value`` or a checkpoint folder
+    (a ``drpc train`` run or its ``checkpoint/``; see :mod:`drpc.teacher.policy`)."""
     _load_builtin()
     name, _, rest = spec.partition(":")
     name = name.strip()
+    if name not in _REGISTRY and _looks_like_path(spec):
+        from drpc.teacher.policy import load_policy
+
+        return load_policy(spec)
     if name not in _REGISTRY:
         raise PolicyError(f"unknown policy {name!r} (known: {', '.join(sorted(_REGISTRY))})")
     factory, params_cls, _ = _REGISTRY[name]
@@ -122,6 +129,11 @@ def make_policy(spec: str) -> Policy:
     policy = factory(params) if params_cls is not None else factory()
     policy.name = spec if rest else name
     return policy
+
+
+def _looks_like_path(spec: str) -> bool:
+    """A checkpoint folder rather than a registered name: has a path separator or exists."""
+    return "/" in spec or os.sep in spec or Path(spec).exists()
 
 
 def _load_builtin() -> None:

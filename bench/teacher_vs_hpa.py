@@ -1,0 +1,191 @@
+"""The teacher against the best HPA: train with `drpc train`, then compare on evaluation windows.
+
+    python bench/teacher_vs_hpa.py --out bench/results/teacher_vs_hpa.json      # ~25 min, 2 cores
+    python bench/teacher_vs_hpa.py --checkpoint drpc/data/teacher --out x.json   # evaluate only
+
+1. Trains the teacher with :func:`drpc.train.train` (the same code as ``drpc train``; the
+   settings are recorded in the JSON) for ``--time-budget`` seconds of training wall-clock.
+   Every ``--probe-every`` seconds of training it evaluates a snapshot of the actor on the
+   default scenario (probe time is not counted as training time) and records when it first
+   beats the best HPA there.
+2. Evaluates the final teacher, the HPA at CPU targets 50/60/70/80% and the oracle on the
+   default scenario and on other bundled apps (``--scenario``; the same teacher, trained on
+   TrainTicket only, runs unchanged on apps of other sizes).
+3. Per scenario: the best HPA is the one with the fewest SLO-violating intervals (ties: the
+   fewest core-hours); the teacher *beats* it when its ``slo_violation_fraction`` is lower and
+   its ``cpu_core_hours`` are not higher. Also the teacher's core-hours relative to the oracle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+HPA_TARGETS = (50, 60, 70, 80)
+SCENARIOS = (
+    "default",
+    "online-boutique-alibaba",
+    "hotel-reservation-azure-code",
+    "sock-shop-azure-conv",
+)
+
+
+def best_hpa(summaries: dict[str, dict[str, Any]]) -> str:
+    """Name of the HPA run with the fewest violations, then the fewest core-hours."""
+    hpas = [k for k in summaries if k.startswith("hpa")]
+    return min(
+        hpas,
+        key=lambda k: (summaries[k]["slo_violation_fraction"], summaries[k]["cpu_core_hours"]),
+    )
+
+
+def beats(teacher: dict[str, Any], hpa: dict[str, Any]) -> bool:
+    return (
+        teacher["slo_violation_fraction"] < hpa["slo_violation_fraction"]
+        and teacher["cpu_core_hours"] <= hpa["cpu_core_hours"]
+    )
+
+
+def compare(scenario_name: str, teacher_policy: Any, progress: bool = False) -> dict[str, Any]:
+    """Teacher, HPA at every target and the oracle on one scenario."""
+    from drpc.evaluate import SUMMARY_KEYS, run_policy
+    from drpc.scenario import load_scenario
+
+    scenario = load_scenario(scenario_name)
+    specs = [f"hpa:target={t}" for t in HPA_TARGETS] + ["oracle"]
+    runs = {spec: run_policy(scenario, spec, progress=progress).summary for spec in specs}
+    runs["teacher"] = run_policy(scenario, teacher_policy, progress=progress).summary
+    table = {k: {m: v[m] for m in SUMMARY_KEYS} for k, v in runs.items()}
+    hpa = best_hpa(table)
+    return {
+        "app": scenario.app.app.name,
+        "services": scenario.app.n_services,
+        "intervals": scenario.n_intervals,
+        "policies": table,
+        "best_hpa": hpa,
+        "teacher_beats_best_hpa": beats(table["teacher"], table[hpa]),
+        "teacher_core_hours_vs_oracle": table["teacher"]["cpu_core_hours"]
+        / table["oracle"]["cpu_core_hours"],
+    }
+
+
+def probe_default(policy: Any) -> dict[str, float]:
+    from drpc.evaluate import run_policy
+    from drpc.scenario import load_scenario
+
+    s = run_policy(load_scenario("default"), policy, progress=False).summary
+    return {k: s[k] for k in ("slo_violation_fraction", "cpu_core_hours")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", default="bench/results/teacher_vs_hpa.json")
+    parser.add_argument("--time-budget", type=float, default=840.0, help="training seconds")
+    parser.add_argument("--probe-every", type=float, default=120.0, help="training seconds")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scenario", action="append", help="evaluation scenarios")
+    parser.add_argument("--checkpoint", help="evaluate this checkpoint instead of training")
+    parser.add_argument("--train-out", help="keep the training run here (default: temporary)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+    import torch
+
+    from drpc.evaluate import run_policy  # noqa: F401  (import cost outside the clock)
+    from drpc.teacher.policy import load_policy
+    from drpc.train import TrainConfig, snapshot_policy, train
+
+    torch.set_num_threads(1)
+    result: dict[str, Any] = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+    }
+    hpa_default = None
+    if args.checkpoint:
+        policy = load_policy(args.checkpoint, name="teacher")
+        result["checkpoint"] = args.checkpoint
+    else:
+        from drpc.evaluate import run_policy as _run
+        from drpc.scenario import load_scenario
+
+        default = load_scenario("default")
+        hpas = {t: _run(default, f"hpa:target={t}", progress=False).summary for t in HPA_TARGETS}
+        hpa_default = min(
+            hpas.values(), key=lambda s: (s["slo_violation_fraction"], s["cpu_core_hours"])
+        )
+        cfg = TrainConfig(
+            out=args.train_out or tempfile.mkdtemp(prefix="drpc-bench-"),
+            overwrite=True,
+            time_budget_s=args.time_budget,
+            seed=args.seed,
+            eval_scenarios=("default",),
+            eval_baselines=(),
+            progress=False,
+        )
+        curve: list[dict[str, Any]] = []
+        last = {"probe_at": 0.0}
+
+        def on_iteration(algo: Any, iteration: int, flat: dict[str, float], train_s: float):
+            if train_s - last["probe_at"] < args.probe_every:
+                return 0.0
+            started = time.monotonic()
+            last["probe_at"] = train_s
+            probe = probe_default(snapshot_policy(algo, cfg))
+            row = {
+                "train_s": round(train_s, 1),
+                "env_steps": int(flat.get("num_env_steps_sampled_lifetime", 0)),
+                **probe,
+                "beats_best_hpa": beats(probe, hpa_default),
+            }
+            curve.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            return time.monotonic() - started
+
+        run = train(cfg, on_iteration=on_iteration)
+        first = next((r for r in curve if r["beats_best_hpa"]), None)
+        result["training"] = {
+            "command": f"drpc train --time-budget {args.time_budget:g} --seed {args.seed}",
+            "config": json.loads((run.out / "train_config.json").read_text()),
+            "train_wall_s": round(run.wall_s, 1),
+            "env_steps": run.env_steps,
+            "probe_curve": curve,
+            "first_beats_best_hpa_train_s": first["train_s"] if first else None,
+            "best_hpa_default": hpa_default,
+        }
+        policy = load_policy(run.checkpoint, name="teacher")
+    result["scenarios"] = {}
+    for name in args.scenario or SCENARIOS:
+        row = compare(name, policy)
+        result["scenarios"][name] = row
+        t, h = row["policies"]["teacher"], row["policies"][row["best_hpa"]]
+        print(
+            f"{name:<30} teacher viol {t['slo_violation_fraction']:.4f} core-h "
+            f"{t['cpu_core_hours']:.2f} | best {row['best_hpa']} viol "
+            f"{h['slo_violation_fraction']:.4f} core-h {h['cpu_core_hours']:.2f} | "
+            f"beats: {row['teacher_beats_best_hpa']} | vs oracle "
+            f"{row['teacher_core_hours_vs_oracle']:.2f}x",
+            file=sys.stderr,
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -54,6 +54,11 @@ class EnvConfig:
     """A spike multiplies the load by a factor drawn uniformly from this range."""
     spike_intervals: tuple[int, int] = (1, 8)
     """A spike lasts a number of intervals drawn uniformly from this range (inclusive)."""
+    outages_per_hour: float = 0.0
+    """Random traffic outages per simulated hour: the load drops to zero, then returns at
+    once (the thundering herd after an upstream outage; evaluation days have them)."""
+    outage_intervals: tuple[int, int] = (8, 30)
+    """An outage lasts a number of intervals drawn uniformly from this range (inclusive)."""
     warm_start_utilization: float = 0.6
     """Initial replicas serve the first interval's load at this CPU utilisation."""
     forecast: bool = True
@@ -70,8 +75,12 @@ class EnvConfig:
             raise ValueError("EnvConfig.scenarios: give at least one scenario")
         if self.episode_intervals < 1:
             raise ValueError("EnvConfig.episode_intervals must be >= 1")
-        if self.spikes_per_hour < 0:
-            raise ValueError(f"EnvConfig.spikes_per_hour must be >= 0, got {self.spikes_per_hour}")
+        if self.spikes_per_hour < 0 or self.outages_per_hour < 0:
+            raise ValueError("EnvConfig.spikes_per_hour and outages_per_hour must be >= 0")
+        if not 1 <= self.outage_intervals[0] <= self.outage_intervals[1]:
+            raise ValueError(
+                f"EnvConfig.outage_intervals: 1 <= low <= high, got {self.outage_intervals}"
+            )
         f_lo, f_hi = self.spike_factor
         d_lo, d_hi = self.spike_intervals
         if not (0 < f_lo <= f_hi and 1 <= d_lo <= d_hi):
@@ -98,7 +107,7 @@ def make_env_config(data: Mapping[str, Any] | EnvConfig | None = None, **overrid
         raw["scenarios"] = (raw["scenarios"],)
     if "scenarios" in raw:
         raw["scenarios"] = tuple(raw["scenarios"])
-    for key in ("load_scale", "spike_factor", "spike_intervals"):
+    for key in ("load_scale", "spike_factor", "spike_intervals", "outage_intervals"):
         if key in raw:
             raw[key] = tuple(raw[key])
     if isinstance(raw.get("reward"), Mapping):
@@ -115,15 +124,19 @@ def make_env_config(data: Mapping[str, Any] | EnvConfig | None = None, **overrid
 def add_spikes(
     load: np.ndarray, interval_s: float, cfg: EnvConfig, rng: np.random.Generator
 ) -> np.ndarray:
-    """``load`` (intervals, substeps) with ``cfg.spikes_per_hour`` random spikes overlaid."""
-    if cfg.spikes_per_hour <= 0:
+    """``load`` (intervals, substeps) with random spikes and outages overlaid (see EnvConfig)."""
+    if cfg.spikes_per_hour <= 0 and cfg.outages_per_hour <= 0:
         return load
     hours = load.shape[0] * interval_s / 3600.0
     out = load.copy()
-    for _ in range(int(rng.poisson(cfg.spikes_per_hour * hours))):
-        length = int(rng.integers(cfg.spike_intervals[0], cfg.spike_intervals[1] + 1))
-        start = int(rng.integers(0, max(1, load.shape[0] - length + 1)))
-        out[start : start + length] *= rng.uniform(*cfg.spike_factor)
+    for rate, (lo, hi), factor in (
+        (cfg.spikes_per_hour, cfg.spike_intervals, lambda: rng.uniform(*cfg.spike_factor)),
+        (cfg.outages_per_hour, cfg.outage_intervals, lambda: 0.0),
+    ):
+        for _ in range(int(rng.poisson(rate * hours)) if rate > 0 else 0):
+            length = int(rng.integers(lo, hi + 1))
+            start = int(rng.integers(0, max(1, load.shape[0] - length + 1)))
+            out[start : start + length] *= factor()
     return out
 
 

@@ -3,6 +3,7 @@
 ``weighted`` (default)::
 
     r = -( w_slo   * sum_e share_e * min(max(p99_e / (h * SLO_e) - 1, 0), slo_excess_cap)
+         + w_viol  * sum_e share_e * [p99_e > h * SLO_e]
          + w_fail  * failed request fraction
          + w_cost  * CPU allocated / CPU allocated with every service at max replicas
          + w_churn * share of (service, knob) pairs changed this interval )
@@ -55,6 +56,9 @@ class RewardConfig:
     """'weighted' (SLO, failures, cost, churn) or 'paper' (R_qos / R_ult of the DRPC paper)."""
     slo_weight: float = 1.0
     """Weight of the traffic-weighted SLO excess."""
+    violation_weight: float = 0.0
+    """Weight of the traffic share of endpoints over the SLO at all (an indicator: a small
+    violation costs as much as a large one, as in the SLO-violation fraction users count)."""
     failure_weight: float = 5.0
     """Weight of the failed request fraction."""
     cost_weight: float = 0.5
@@ -73,7 +77,13 @@ class RewardConfig:
             raise ValueError(f"reward kind must be 'weighted' or 'paper', got {self.kind!r}")
         if not 0 < self.slo_headroom <= 1:
             raise ValueError(f"slo_headroom must be in (0, 1], got {self.slo_headroom}")
-        for name in ("slo_weight", "failure_weight", "cost_weight", "churn_weight"):
+        for name in (
+            "slo_weight",
+            "violation_weight",
+            "failure_weight",
+            "cost_weight",
+            "churn_weight",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
 
@@ -93,13 +103,15 @@ def weighted_reward(
     share = rps / total if total > 0 else np.zeros_like(rps)
     excess = _slo_excess(obs, app, cfg)
     slo = float((share * excess).sum())
+    violated = float((share * (excess > 0)).sum())
     failed = float((share * obs.endpoint_error_rate).sum())
     max_alloc = float((app.max_replicas * app.cpu_request_m0).sum())
     cost = obs.cpu_allocated_millicores / max_alloc
     churn = float(np.mean(changed)) if changed.size else 0.0
-    terms = {"slo": slo, "failed": failed, "cost": cost, "churn": churn}
+    terms = {"slo": slo, "violated": violated, "failed": failed, "cost": cost, "churn": churn}
     r = -(
         cfg.slo_weight * slo
+        + cfg.violation_weight * violated
         + cfg.failure_weight * failed
         + cfg.cost_weight * cost
         + cfg.churn_weight * churn
@@ -124,8 +136,10 @@ def service_rewards(
     share = rps / total if total > 0 else np.zeros_like(rps)
     excess = _slo_excess(obs, app, cfg)
     blame = _latency_blame(obs, app)
-    per_endpoint = cfg.slo_weight * share * excess + cfg.failure_weight * share * (
-        obs.endpoint_error_rate
+    per_endpoint = share * (
+        cfg.slo_weight * excess
+        + cfg.violation_weight * (excess > 0)
+        + cfg.failure_weight * obs.endpoint_error_rate
     )
     qos = per_endpoint @ blame  # (S,), sums to the SLO + failure terms
     max_alloc = float((app.max_replicas * app.cpu_request_m0).sum())

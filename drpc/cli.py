@@ -231,6 +231,12 @@ def _add_train_parser(sub) -> None:
         "--env-config",
         help='JSON object of more env settings, e.g. \'{"reward": {"kind": "paper"}}\'',
     )
+    hp.add_argument(
+        "--validation-scenario",
+        default=d.validation_scenario,
+        help="training-split scenario that scores snapshots; the best is exported "
+        f"(default: {d.validation_scenario}; 'none' = export the last)",
+    )
     ev = tr.add_argument_group("evaluation after training")
     ev.add_argument(
         "--eval-scenario",
@@ -292,6 +298,9 @@ def _cmd_train(args) -> int:
         exploration_noise=args.exploration_noise,
         learning_starts=args.learning_starts,
         updates_per_env_step=args.updates_per_env_step,
+        validation_scenario=(
+            None if str(args.validation_scenario).lower() == "none" else args.validation_scenario
+        ),
         eval_scenarios=tuple(args.eval_scenarios or d.eval_scenarios),
         eval_baselines=tuple(args.eval_baselines or d.eval_baselines),
         progress=not args.no_progress,
@@ -481,7 +490,7 @@ def _evaluate(scenario, policies, out, overwrite, progress, plots=True, as_json=
 
     if isinstance(scenario, str):
         scenario = load_scenario(scenario)
-    built = [make_policy(p) for p in policies]  # fail fast on a bad spec
+    built = [p if hasattr(p, "act") else make_policy(p) for p in policies]  # fail fast
     print(
         f"scenario {scenario.name}: app {scenario.app.app.name} ({scenario.app.n_services} services), "
         f"{scenario.n_intervals} intervals of {scenario.config.interval_s:g} s, "

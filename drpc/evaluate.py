@@ -367,15 +367,16 @@ def _jsonable(obj: Any) -> Any:
 
 def format_table(results: list[RunResult]) -> str:
     """A fixed-width comparison table of the summary metrics, one row per policy."""
+    w = max([22, *(len(r.policy) for r in results)])
     header = (
-        f"{'policy':<22} {'SLO viol.':>9} {'failed':>8} {'mean ms':>8} {'p99 ms':>8} "
+        f"{'policy':<{w}} {'SLO viol.':>9} {'failed':>8} {'mean ms':>8} {'p99 ms':>8} "
         f"{'core-h':>8} {'GiB-h':>8} {'actions':>8}"
     )
     lines = [header, "-" * len(header)]
     for r in results:
         s = r.summary
         lines.append(
-            f"{r.policy:<22} {s['slo_violation_fraction']:>9.3f} "
+            f"{r.policy:<{w}} {s['slo_violation_fraction']:>9.3f} "
             f"{s['failed_request_fraction']:>8.4f} {s['mean_latency_ms']:>8.1f} "
             f"{s['p99_latency_ms']:>8.1f} {s['cpu_core_hours']:>8.2f} "
             f"{s['memory_gib_hours']:>8.2f} {s['scaling_actions']:>8d}"

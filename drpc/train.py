@@ -43,6 +43,15 @@ __all__ = ["TrainConfig", "TrainResult", "train", "build_algorithm_config", "fla
 
 ALGORITHMS = ("td3", "sac", "ppo")
 
+TEACHER_ENV: dict[str, Any] = {
+    "reward": {"slo_weight": 4.0, "failure_weight": 10.0, "violation_weight": 2.0},
+    "spikes_per_hour": 2.0,
+    "outages_per_hour": 0.5,
+}
+"""The env settings ``drpc train`` starts from (``TrainConfig.env_config`` overrides them,
+nested dicts merged): SLO-heavy reward weights, and random load spikes and outages so the
+teacher meets the flash crowds and thundering herds of the evaluation days."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -82,7 +91,8 @@ class TrainConfig:
     """'target': actions are set-points (utilisation target, limits), a stable controller from
     the first step; 'delta': actions are changes (see :mod:`drpc.rllib_env.actions`)."""
     env_config: Mapping[str, Any] = field(default_factory=dict)
-    """More :class:`~drpc.rllib_env.env.EnvConfig` fields (reward weights, action mapping)."""
+    """:class:`~drpc.rllib_env.env.EnvConfig` fields over :data:`TEACHER_ENV` (nested dicts
+    such as ``reward`` and ``actions`` are merged key by key)."""
     hidden: tuple[int, ...] = (64, 64)
     """Teacher network widths (TD3) or MLP widths (SAC, PPO)."""
     batch_size: int = 64
@@ -114,6 +124,14 @@ class TrainConfig:
     """Env steps sampled per training step (the learner then runs that many updates at once)."""
     steps_per_iteration: int = 240
     """Env steps per ``algo.train()`` call (one progress/TensorBoard row)."""
+    validation_scenario: str | None = "val-trainticket-nasa"
+    """A training-split scenario on which snapshots of the actor are scored during training;
+    the best one is exported (None: export the last). Validation time counts as training."""
+    validate_every_s: float = 120.0
+    """Seconds of training between validations."""
+    validation_cost_weight: float = 0.1
+    """Score = violation fraction + failed fraction + this x core-hours / the HPA's (lower is
+    better): one point of violating intervals weighs as much as 10% of the HPA's CPU."""
     eval_scenarios: tuple[str, ...] = ("default",)
     """Scenarios (evaluation split) to run the trained policy on, beside the HPA."""
     eval_baselines: tuple[str, ...] = ("hpa",)
@@ -173,6 +191,11 @@ def env_config_for(cfg: TrainConfig) -> dict[str, Any]:
         "replica_step_fraction": 1.0 if cfg.action_mode == "target" else 0.5,
         **dict(user.pop("actions", {})),
     }
+    for key, value in TEACHER_ENV.items():
+        if isinstance(value, dict):
+            env_config[key] = {**value, **dict(user.pop(key, {}))}
+        else:
+            env_config[key] = user.pop(key, value)
     env_config.update(user)
     if cfg.algorithm != "td3":
         env_config["flatten"] = True
@@ -311,6 +334,13 @@ def check_scenarios(cfg: TrainConfig) -> None:
                 f"training scenario {name!r}: trace.split is {split!r}; train only on training "
                 "windows (a scenario with `split: train`, e.g. train-trainticket-nasa)"
             )
+    if cfg.validation_scenario is not None:
+        split = load_scenario(cfg.validation_scenario).spec.trace.split
+        if split != "train":
+            raise ValueError(
+                f"validation scenario {cfg.validation_scenario!r}: trace.split is {split!r}; "
+                "select snapshots on training windows only (split: train)"
+            )
     for name in cfg.eval_scenarios:
         load_scenario(name)
 
@@ -352,9 +382,10 @@ def train(
 ) -> TrainResult:
     """Run one training (see the module docstring) and return where everything went.
 
-    ``on_iteration(algo, iteration, metrics, train_s)``, if given, runs after every iteration
-    and returns the seconds it spent (e.g. evaluating a snapshot); they are left out of the
-    training clock that ``time_budget_s`` and ``train_wall_s`` count.
+    ``on_iteration(algo, iteration, metrics, train_s, best_state)``, if given, runs after every
+    iteration (``best_state``: the best validated actor weights so far, or None) and returns
+    the seconds it spent (e.g. evaluating a snapshot); they are left out of the training clock
+    that ``time_budget_s`` and ``train_wall_s`` count.
     """
     import torch
     from tqdm.auto import tqdm
@@ -379,6 +410,7 @@ def train(
         if cfg.algorithm == "td3" and cfg.demonstrator is not None:
             warm_start_actor(algo, cfg, out)
 
+    validator = _Validator(cfg) if cfg.validation_scenario and cfg.algorithm == "td3" else None
     log = _MetricsLog(out)
     iteration, env_steps, reason = 0, 0, ""
     total = cfg.iterations or (None if cfg.env_steps is None else cfg.env_steps)
@@ -404,13 +436,28 @@ def train(
                 ret=f"{flat.get(_HEADLINE['episode_return_mean'], float('nan')):.2f}",
                 s=int(elapsed),
             )
+            if validator is not None:
+                validator(algo, iteration, env_steps, elapsed)
             if on_iteration is not None:
-                started += on_iteration(algo, iteration, flat, elapsed)
+                best_state = validator.best["state"] if validator and validator.best else None
+                started += on_iteration(algo, iteration, flat, elapsed, best_state)
             reason = _stop_reason(cfg, iteration, env_steps, elapsed)
         wall_s = time.monotonic() - started
         checkpoint = out / "checkpoint"
         algo.save_to_path(str(checkpoint.resolve()))
-        export_policy(algo, checkpoint, cfg, env_config_for(cfg), env_steps, wall_s)
+        if validator is not None:
+            validator(algo, iteration, env_steps, wall_s, force=True)  # the last one too
+        best = validator.best if validator is not None else None
+        export_policy(
+            algo,
+            checkpoint,
+            cfg,
+            env_config_for(cfg),
+            env_steps,
+            wall_s,
+            actor_state=best["state"] if best else None,
+            selection={"best": best["row"], "history": validator.history} if best else None,
+        )
     finally:
         bar.close()
         log.close()
@@ -423,10 +470,56 @@ def train(
         "iterations": iteration,
         "env_steps": env_steps,
         "train_wall_s": round(wall_s, 1),
+        "validation": {"best": best["row"], "history": validator.history} if best else None,
         "evaluations": evaluations,
     }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return TrainResult(out, checkpoint, iteration, env_steps, wall_s, evaluations)
+
+
+class _Validator:
+    """Scores actor snapshots on the validation scenario and keeps the best one's weights."""
+
+    def __init__(self, cfg: TrainConfig):
+        from drpc.evaluate import run_policy
+
+        self.cfg = cfg
+        self.scenario = load_scenario(cfg.validation_scenario)
+        self.hpa_core_hours = run_policy(self.scenario, "hpa", progress=False).summary[
+            "cpu_core_hours"
+        ]
+        self.best: dict[str, Any] | None = None
+        self.history: list[dict[str, Any]] = []
+        self.last_s = 0.0
+
+    def score(self, summary: dict[str, Any]) -> float:
+        return (
+            summary["slo_violation_fraction"]
+            + summary["failed_request_fraction"]
+            + self.cfg.validation_cost_weight * summary["cpu_core_hours"] / self.hpa_core_hours
+        )
+
+    def __call__(
+        self, algo: Any, iteration: int, env_steps: int, train_s: float, force: bool = False
+    ) -> None:
+        from drpc.evaluate import run_policy
+
+        if not force and train_s - self.last_s < self.cfg.validate_every_s:
+            return
+        self.last_s = train_s
+        policy = snapshot_policy(algo, self.cfg, name="snapshot")
+        summary = run_policy(self.scenario, policy, progress=False).summary
+        row = {
+            "iteration": iteration,
+            "env_steps": env_steps,
+            "train_s": round(train_s, 1),
+            "score": self.score(summary),
+            **{k: summary[k] for k in ("slo_violation_fraction", "cpu_core_hours")},
+        }
+        self.history.append(row)
+        if self.best is None or row["score"] < self.best["row"]["score"]:
+            state = {k: v.detach().clone() for k, v in policy.actor.state_dict().items()}
+            self.best = {"row": row, "state": state}
 
 
 def snapshot_policy(algo: Any, cfg: TrainConfig, name: str = "teacher") -> Any:

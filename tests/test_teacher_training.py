@@ -138,6 +138,8 @@ def test_critic_q_is_the_mean_of_the_per_service_shares():
 def test_train_refuses_evaluation_windows_and_bad_settings(tmp_path):
     with pytest.raises(ValueError, match="train only on training windows"):
         check_scenarios(TrainConfig(scenarios=("default",)))
+    with pytest.raises(ValueError, match="select snapshots on training windows"):
+        check_scenarios(TrainConfig(validation_scenario="default"))
     with pytest.raises(ValueError, match="algorithm"):
         TrainConfig(algorithm="ddpg")
     with pytest.raises(ValueError, match="stopping rule"):
@@ -161,6 +163,10 @@ TINY = dict(
     learning_starts=16,
     progress=False,
 )
+
+
+def summary_validation(out):
+    return json.loads((out / "train_summary.json").read_text())["validation"]
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +196,9 @@ def test_train_writes_checkpoint_logs_and_evaluation(trained):
     rows = (out / "progress.csv").read_text().strip().splitlines()
     assert len(rows) == 3  # header + 2 iterations
     assert meta["action_mapping"]["mode"] == "target"
+    # the exported actor is the best validated snapshot (here: the final, forced validation)
+    assert meta["selection"]["best"]["iteration"] == 2
+    assert summary_validation(out)["best"]["score"] > 0
     summary = json.loads((out / "train_summary.json").read_text())
     runs = summary["evaluations"]["default-short"]
     assert [r["policy"] for r in runs] == ["teacher", "hpa"]
@@ -231,6 +240,7 @@ def test_resume_continues_the_step_count(trained, tmp_path):
             resume=str(result.checkpoint),
             eval_scenarios=(str(short),),
             eval_baselines=(),
+            validation_scenario=None,
             **{**TINY, "iterations": 1},
         )
     )
@@ -249,6 +259,7 @@ def test_delta_mode_run_warm_started_from_the_oracle(ray_session, tmp_path):
             bc_epochs=2,
             actor_update_starts=4,
             eval_scenarios=(),
+            validation_scenario=None,
             **{**TINY, "iterations": 1},
         )
     )

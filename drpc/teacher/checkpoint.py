@@ -180,8 +180,13 @@ def export_policy(
     env_config: Mapping[str, Any],
     env_steps: int,
     wall_s: float,
+    actor_state: Mapping[str, Any] | None = None,
+    selection: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``policy.pt`` and ``drpc_policy.json`` for ``algo``'s module into ``checkpoint``."""
+    """Write ``policy.pt`` and ``drpc_policy.json`` for ``algo``'s module into ``checkpoint``.
+
+    ``actor_state``: export these actor weights (e.g. the best validated snapshot) instead of
+    the module's current ones; ``selection`` records how they were picked."""
     import torch
 
     from drpc.__init__ import __version__
@@ -200,7 +205,8 @@ def export_policy(
     env_cfg = make_env_config({k: v for k, v in env_config.items() if k != "flatten"})
     weights = checkpoint / WEIGHTS_FILE
     tmp = weights.with_suffix(".tmp")
-    torch.save({k: v.detach().cpu() for k, v in actor.state_dict().items()}, tmp)
+    state = actor_state if actor_state is not None else actor.state_dict()
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
     os.replace(tmp, weights)
     apps = sorted({load_scenario(s).app.app.name for s in env_cfg.scenarios})
     hidden = [int(h) for h in module.model_config.get("teacher_hidden", DEFAULT_HIDDEN)]
@@ -226,6 +232,7 @@ def export_policy(
         "env_steps": int(env_steps),
         "train_wall_s": round(float(wall_s), 1),
         "weights_sha256": _sha256(weights),
+        "selection": dict(selection) if selection else {"snapshot": "last"},
     }
     if dataclasses.is_dataclass(train_config):
         meta["train_config"] = dataclasses.asdict(train_config)

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("sim_throughput", "td3_pendulum")
+BENCHMARKS = ("sim_throughput", "td3_pendulum", "teacher_vs_hpa")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,12 +5,14 @@
 
 1. Trains the teacher with :func:`drpc.train.train` (the same code as ``drpc train``; the
    settings are recorded in the JSON) for ``--time-budget`` seconds of training wall-clock.
-   Every ``--probe-every`` seconds of training it evaluates a snapshot of the actor on the
-   default scenario (probe time is not counted as training time) and records when it first
-   beats the best HPA there.
+   Every ``--probe-every`` seconds of training it evaluates, on the default scenario, the
+   actor that training would export if stopped then (the best snapshot so far on the
+   training-split validation scenario; probe time is not training time) and records when it
+   first beats the best HPA there. Probes only report: nothing is selected on them.
 2. Evaluates the final teacher, the HPA at CPU targets 50/60/70/80% and the oracle on the
    default scenario and on other bundled apps (``--scenario``; the same teacher, trained on
-   TrainTicket only, runs unchanged on apps of other sizes).
+   TrainTicket only, runs unchanged on apps of other sizes; ``--scenario-checkpoint`` gives a
+   scenario its own, e.g. per-app, teacher).
 3. Per scenario: the best HPA is the one with the fewest SLO-violating intervals (ties: the
    fewest core-hours); the teacher *beats* it when its ``slo_violation_fraction`` is lower and
    its ``cpu_core_hours`` are not higher. Also the teacher's core-hours relative to the oracle.
@@ -96,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", action="append", help="evaluation scenarios")
     parser.add_argument("--checkpoint", help="evaluate this checkpoint instead of training")
     parser.add_argument("--train-out", help="keep the training run here (default: temporary)")
+    parser.add_argument(
+        "--scenario-checkpoint",
+        action="append",
+        default=[],
+        metavar="SCENARIO=DIR",
+        help="evaluate SCENARIO with this (e.g. per-app) teacher instead; repeat",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -139,12 +148,16 @@ def main(argv: list[str] | None = None) -> int:
         curve: list[dict[str, Any]] = []
         last = {"probe_at": 0.0}
 
-        def on_iteration(algo: Any, iteration: int, flat: dict[str, float], train_s: float):
+        def on_iteration(algo: Any, iteration: int, flat: dict, train_s: float, best_state):
             if train_s - last["probe_at"] < args.probe_every:
                 return 0.0
             started = time.monotonic()
             last["probe_at"] = train_s
-            probe = probe_default(snapshot_policy(algo, cfg))
+            # what `drpc train` would export if stopped now: the best validated snapshot
+            policy = snapshot_policy(algo, cfg)
+            if best_state is not None:
+                policy.actor.load_state_dict(best_state)
+            probe = probe_default(policy)
             row = {
                 "train_s": round(train_s, 1),
                 "env_steps": int(flat.get("num_env_steps_sampled_lifetime", 0)),
@@ -167,9 +180,14 @@ def main(argv: list[str] | None = None) -> int:
             "best_hpa_default": hpa_default,
         }
         policy = load_policy(run.checkpoint, name="teacher")
+    per_scenario = dict(item.split("=", 1) for item in args.scenario_checkpoint)
     result["scenarios"] = {}
     for name in args.scenario or SCENARIOS:
-        row = compare(name, policy)
+        teacher = policy
+        if name in per_scenario:
+            teacher = load_policy(per_scenario[name], name="teacher")
+        row = compare(name, teacher)
+        row["teacher_checkpoint"] = per_scenario.get(name, "the trained (or --checkpoint) teacher")
         result["scenarios"][name] = row
         t, h = row["policies"]["teacher"], row["policies"][row["best_hpa"]]
         print(

@@ -413,14 +413,11 @@ def train(
     validator = _Validator(cfg) if cfg.validation_scenario and cfg.algorithm == "td3" else None
     log = _MetricsLog(out)
     iteration, env_steps, reason = 0, 0, ""
-    total = cfg.iterations or (None if cfg.env_steps is None else cfg.env_steps)
-    bar = tqdm(
-        total=total,
-        desc="train",
-        unit="it" if cfg.iterations else "step",
-        disable=not cfg.progress,
-        dynamic_ncols=True,
-    )
+    # The bar follows the stopping rule: iterations, env steps, or seconds of the budget.
+    unit = "it" if cfg.iterations else ("step" if cfg.env_steps else "s")
+    total = cfg.iterations or cfg.env_steps or cfg.time_budget_s
+    bar = tqdm(total=total, desc="train", unit=unit, disable=not cfg.progress, dynamic_ncols=True)
+    shown = 0.0
     try:
         while not reason:
             result = algo.train()
@@ -430,7 +427,9 @@ def train(
             env_steps += new_steps
             elapsed = time.monotonic() - started
             log.log(iteration, elapsed, flat)
-            bar.update(1 if cfg.iterations else (new_steps if cfg.env_steps else 0))
+            done = {"it": iteration, "step": env_steps, "s": elapsed}[unit]
+            bar.update(min(done, total) - shown)
+            shown = min(done, total)
             bar.set_postfix(
                 steps=env_steps,
                 ret=f"{flat.get(_HEADLINE['episode_return_mean'], float('nan')):.2f}",

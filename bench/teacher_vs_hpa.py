@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from drpc.evaluate import run_policy  # noqa: F401  (import cost outside the clock)
+    from drpc.evaluate import run_policy
     from drpc.teacher.policy import load_policy
     from drpc.train import TrainConfig, snapshot_policy, train
 
@@ -128,14 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         policy = load_policy(args.checkpoint, name="teacher")
         result["checkpoint"] = args.checkpoint
     else:
-        from drpc.evaluate import run_policy as _run
         from drpc.scenario import load_scenario
 
         default = load_scenario("default")
-        hpas = {t: _run(default, f"hpa:target={t}", progress=False).summary for t in HPA_TARGETS}
-        hpa_default = min(
-            hpas.values(), key=lambda s: (s["slo_violation_fraction"], s["cpu_core_hours"])
-        )
+        specs = [f"hpa:target={t}" for t in HPA_TARGETS]
+        hpas = {spec: run_policy(default, spec, progress=False).summary for spec in specs}
+        hpa_default = hpas[best_hpa(hpas)]
         cfg = TrainConfig(
             out=args.train_out or tempfile.mkdtemp(prefix="drpc-bench-"),
             overwrite=True,

@@ -526,7 +526,7 @@ def snapshot_policy(algo: Any, cfg: TrainConfig, name: str = "teacher") -> Any:
     from drpc.rllib_env.env import make_env_config
     from drpc.teacher.policy import TeacherPolicy
 
-    env_cfg = make_env_config({k: v for k, v in env_config_for(cfg).items() if k != "flatten"})
+    env_cfg = make_env_config(env_config_for(cfg))
     actor = copy.deepcopy(algo.get_module().actor).eval()
     return TeacherPolicy.from_actor(actor, env_cfg.actions, env_cfg.forecast, name=name)
 

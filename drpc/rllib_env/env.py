@@ -121,7 +121,7 @@ def make_env_config(data: Mapping[str, Any] | EnvConfig | None = None, **overrid
     return EnvConfig(**raw)
 
 
-def add_spikes(
+def perturb_load(
     load: np.ndarray, interval_s: float, cfg: EnvConfig, rng: np.random.Generator
 ) -> np.ndarray:
     """``load`` (intervals, substeps) with random spikes and outages overlaid (see EnvConfig)."""
@@ -183,7 +183,7 @@ class ClusterEnv(gym.Env):
         start = int(rng.integers(0, span + 1)) if cfg.random_start else 0
         scale = float(rng.uniform(*cfg.load_scale))
         load = sc.load_rps[start : start + cfg.episode_intervals] * scale
-        load = add_spikes(load, sc.config.interval_s, cfg, rng)
+        load = perturb_load(load, sc.config.interval_s, cfg, rng)
         app = dataclasses.replace(
             sc.app,
             replicas0=warm_start_replicas(

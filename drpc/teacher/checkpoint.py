@@ -202,7 +202,7 @@ def export_policy(
             f"export: the module's actor is {type(actor).__name__}, not a PerServiceActor; "
             "only the TD3 teacher exports a serving policy"
         )
-    env_cfg = make_env_config({k: v for k, v in env_config.items() if k != "flatten"})
+    env_cfg = make_env_config(env_config)
     weights = checkpoint / WEIGHTS_FILE
     tmp = weights.with_suffix(".tmp")
     state = actor_state if actor_state is not None else actor.state_dict()

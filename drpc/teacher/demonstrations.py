@@ -105,7 +105,7 @@ def collect_demonstrations(
     from drpc.policy import make_policy
     from drpc.rllib_env.env import ClusterEnv
 
-    env = ClusterEnv({k: v for k, v in env_config.items() if k != "flatten"})
+    env = ClusterEnv(env_config, flatten=False)  # the actor reads (S, F) rows
     policy = make_policy(demonstrator)
     feats, acts, rewards = [], [], []
     x, _ = env.reset(seed=seed)

@@ -218,7 +218,8 @@ def _add_train_parser(sub) -> None:
     )
     hp.add_argument(
         "--demonstrator",
-        help="warm-start the actor by cloning this policy (delta mode), e.g. oracle",
+        help="warm start: 'setpoint' (target mode: the best fixed set-point on the training "
+        "scenarios) or a policy to clone (delta mode), e.g. oracle",
     )
     hp.add_argument("--batch-size", type=int, default=d.batch_size)
     hp.add_argument("--gamma", type=float, default=d.gamma)

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from drpc.scenario import load_scenario
 
 __all__ = ["TrainConfig", "TrainResult", "train", "build_algorithm_config", "flatten_metrics"]
@@ -112,8 +114,9 @@ class TrainConfig:
     per_service_critic: bool = True
     """TD3: one critic share per service, trained on its own share of the reward."""
     demonstrator: str | None = None
-    """Policy whose decisions warm-start the TD3 actor by behaviour cloning (delta mode only;
-    e.g. 'oracle'). None: TD3 from a freshly initialised actor."""
+    """TD3 warm start. 'setpoint' (target mode): the actor starts as the best fixed set-point
+    on the training scenarios (:mod:`drpc.teacher.setpoint`); a policy name such as 'oracle'
+    (delta mode): behaviour cloning of its decisions. None: a freshly initialised actor."""
     demo_steps: int = 2000
     """Env steps of demonstrations (intervals, drawn like training episodes)."""
     bc_epochs: int = 10
@@ -125,8 +128,9 @@ class TrainConfig:
     steps_per_iteration: int = 240
     """Env steps per ``algo.train()`` call (one progress/TensorBoard row)."""
     validation_scenario: str | None = "val-trainticket-nasa"
-    """A training-split scenario on which snapshots of the actor are scored during training;
-    the best one is exported (None: export the last). Validation time counts as training."""
+    """Training-split scenario(s), comma-separated, on which snapshots of the actor are scored
+    during training; the best one is exported (None: export the last). Validation time counts
+    as training."""
     validate_every_s: float = 120.0
     """Seconds of training between validations."""
     validation_cost_weight: float = 0.1
@@ -142,8 +146,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.action_mode not in ("target", "delta"):
             raise ValueError(f"action_mode: 'target' or 'delta', got {self.action_mode!r}")
-        if self.demonstrator is not None and self.action_mode != "delta":
-            raise ValueError("demonstrator needs action_mode='delta' (demonstrations are deltas)")
+        if self.demonstrator == "setpoint":
+            if self.action_mode != "target":
+                raise ValueError("demonstrator 'setpoint' needs action_mode='target'")
+        elif self.demonstrator is not None and self.action_mode != "delta":
+            raise ValueError(
+                f"demonstrator {self.demonstrator!r} needs action_mode='delta' (demonstrations "
+                "are deltas); in target mode use 'setpoint'"
+            )
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm: choose one of {ALGORITHMS}, got {self.algorithm!r}")
         if not self.scenarios:
@@ -334,11 +344,17 @@ def check_scenarios(cfg: TrainConfig) -> None:
                 f"training scenario {name!r}: trace.split is {split!r}; train only on training "
                 "windows (a scenario with `split: train`, e.g. train-trainticket-nasa)"
             )
-    if cfg.validation_scenario is not None:
-        split = load_scenario(cfg.validation_scenario).spec.trace.split
+        if scenario.n_intervals < cfg.episode_intervals + 1:
+            raise ValueError(
+                f"training scenario {name!r} has {scenario.n_intervals} intervals, too few for "
+                f"episodes of {cfg.episode_intervals}; pass --episode-intervals "
+                f"{scenario.n_intervals // 2} or less"
+            )
+    for name in validation_scenarios(cfg):
+        split = load_scenario(name).spec.trace.split
         if split != "train":
             raise ValueError(
-                f"validation scenario {cfg.validation_scenario!r}: trace.split is {split!r}; "
+                f"validation scenario {name!r}: trace.split is {split!r}; "
                 "select snapshots on training windows only (split: train)"
             )
     for name in cfg.eval_scenarios:
@@ -407,10 +423,14 @@ def train(
     started = time.monotonic()
     if not cfg.resume:
         algo = build_algorithm_config(cfg).build_algo()
-        if cfg.algorithm == "td3" and cfg.demonstrator is not None:
+        if cfg.algorithm == "td3" and cfg.demonstrator == "setpoint":
+            warm_start_setpoint(algo, cfg, out)
+        elif cfg.algorithm == "td3" and cfg.demonstrator is not None:
             warm_start_actor(algo, cfg, out)
 
     validator = _Validator(cfg) if cfg.validation_scenario and cfg.algorithm == "td3" else None
+    if validator is not None and cfg.demonstrator is not None and not cfg.resume:
+        validator(algo, 0, 0, 0.0, force=True)  # the warm start itself is a candidate
     log = _MetricsLog(out)
     iteration, env_steps, reason = 0, 0, ""
     # The bar follows the stopping rule: iterations, env steps, or seconds of the budget.
@@ -476,26 +496,34 @@ def train(
     return TrainResult(out, checkpoint, iteration, env_steps, wall_s, evaluations)
 
 
+def validation_scenarios(cfg: TrainConfig) -> list[str]:
+    """The validation scenario names (``validation_scenario`` is one or a comma-separated list)."""
+    if not cfg.validation_scenario:
+        return []
+    return [name.strip() for name in cfg.validation_scenario.split(",") if name.strip()]
+
+
 class _Validator:
-    """Scores actor snapshots on the validation scenario and keeps the best one's weights."""
+    """Scores actor snapshots on the validation scenario(s) and keeps the best one's weights;
+    with several, the score and the metrics are means over them."""
 
     def __init__(self, cfg: TrainConfig):
         from drpc.evaluate import run_policy
 
         self.cfg = cfg
-        self.scenario = load_scenario(cfg.validation_scenario)
-        self.hpa_core_hours = run_policy(self.scenario, "hpa", progress=False).summary[
-            "cpu_core_hours"
+        self.scenarios = [load_scenario(name) for name in validation_scenarios(cfg)]
+        self.hpa_core_hours = [
+            run_policy(sc, "hpa", progress=False).summary["cpu_core_hours"] for sc in self.scenarios
         ]
         self.best: dict[str, Any] | None = None
         self.history: list[dict[str, Any]] = []
         self.last_s = 0.0
 
-    def score(self, summary: dict[str, Any]) -> float:
+    def score(self, summary: dict[str, Any], hpa_core_hours: float) -> float:
         return (
             summary["slo_violation_fraction"]
             + summary["failed_request_fraction"]
-            + self.cfg.validation_cost_weight * summary["cpu_core_hours"] / self.hpa_core_hours
+            + self.cfg.validation_cost_weight * summary["cpu_core_hours"] / hpa_core_hours
         )
 
     def __call__(
@@ -507,13 +535,17 @@ class _Validator:
             return
         self.last_s = train_s
         policy = snapshot_policy(algo, self.cfg, name="snapshot")
-        summary = run_policy(self.scenario, policy, progress=False).summary
+        summaries = [run_policy(sc, policy, progress=False).summary for sc in self.scenarios]
+        scores = [self.score(s, h) for s, h in zip(summaries, self.hpa_core_hours, strict=True)]
         row = {
             "iteration": iteration,
             "env_steps": env_steps,
             "train_s": round(train_s, 1),
-            "score": self.score(summary),
-            **{k: summary[k] for k in ("slo_violation_fraction", "cpu_core_hours")},
+            "score": float(np.mean(scores)),
+            **{
+                k: float(np.mean([s[k] for s in summaries]))
+                for k in ("slo_violation_fraction", "cpu_core_hours")
+            },
         }
         self.history.append(row)
         if self.best is None or row["score"] < self.best["row"]["score"]:
@@ -531,19 +563,10 @@ def snapshot_policy(algo: Any, cfg: TrainConfig, name: str = "teacher") -> Any:
     return TeacherPolicy.from_actor(actor, env_cfg.actions, env_cfg.forecast, name=name)
 
 
-def warm_start_actor(algo: Any, cfg: TrainConfig, out: Path) -> list[float]:
-    """Behaviour-clone ``cfg.demonstrator`` into the actor (and its target) on every learner
-    and env runner; returns the loss per epoch (also in ``out/warm_start.json``)."""
+def _load_actor_everywhere(algo: Any, state: dict[str, Any]) -> None:
+    """Put actor weights ``state`` into the actor and its target on every learner, then sync
+    the env runners."""
     from ray.rllib.core.rl_module.rl_module import DEFAULT_MODULE_ID
-
-    from drpc.teacher.demonstrations import behaviour_clone, collect_demonstrations
-
-    demos = collect_demonstrations(
-        env_config_for(cfg), cfg.demonstrator, cfg.demo_steps, seed=cfg.seed, progress=cfg.progress
-    )
-    actor = copy.deepcopy(algo.get_module().actor)
-    losses = behaviour_clone(actor, demos, epochs=cfg.bc_epochs, seed=cfg.seed)
-    state = {k: v.detach().cpu() for k, v in actor.state_dict().items()}
 
     def load(learner: Any) -> None:
         module = learner.module[DEFAULT_MODULE_ID].unwrapped()
@@ -554,6 +577,39 @@ def warm_start_actor(algo: Any, cfg: TrainConfig, out: Path) -> list[float]:
     algo.env_runner_group.sync_weights(
         from_worker_or_learner_group=algo.learner_group, inference_only=True
     )
+
+
+def warm_start_setpoint(algo: Any, cfg: TrainConfig, out: Path) -> dict[str, Any]:
+    """Start the actor at the best fixed set-point on the training scenarios; the search's
+    grid and choice go to ``out/warm_start.json``."""
+    from drpc.rllib_env.env import make_env_config
+    from drpc.teacher.setpoint import search_setpoint, set_constant_output
+
+    env_cfg = make_env_config(env_config_for(cfg))
+    found = search_setpoint(
+        cfg.scenarios, env_cfg.actions, cfg.validation_cost_weight, forecast=env_cfg.forecast
+    )
+    actor = copy.deepcopy(algo.get_module().actor)
+    set_constant_output(actor, found.action)
+    _load_actor_everywhere(algo, {k: v.detach().cpu() for k, v in actor.state_dict().items()})
+    result = {"demonstrator": "setpoint", **found.as_dict()}
+    (out / "warm_start.json").write_text(json.dumps(result, indent=2))
+    if cfg.progress:
+        print(f"warm start: set-point {found.action} (training score {found.score:.4f})")
+    return result
+
+
+def warm_start_actor(algo: Any, cfg: TrainConfig, out: Path) -> list[float]:
+    """Behaviour-clone ``cfg.demonstrator`` into the actor (and its target) on every learner
+    and env runner; returns the loss per epoch (also in ``out/warm_start.json``)."""
+    from drpc.teacher.demonstrations import behaviour_clone, collect_demonstrations
+
+    demos = collect_demonstrations(
+        env_config_for(cfg), cfg.demonstrator, cfg.demo_steps, seed=cfg.seed, progress=cfg.progress
+    )
+    actor = copy.deepcopy(algo.get_module().actor)
+    losses = behaviour_clone(actor, demos, epochs=cfg.bc_epochs, seed=cfg.seed)
+    _load_actor_everywhere(algo, {k: v.detach().cpu() for k, v in actor.state_dict().items()})
     (out / "warm_start.json").write_text(
         json.dumps(
             {

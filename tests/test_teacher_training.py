@@ -140,6 +140,14 @@ def test_train_refuses_evaluation_windows_and_bad_settings(tmp_path):
         check_scenarios(TrainConfig(scenarios=("default",)))
     with pytest.raises(ValueError, match="select snapshots on training windows"):
         check_scenarios(TrainConfig(validation_scenario="default"))
+    with pytest.raises(ValueError, match="'default'.*select snapshots on training windows"):
+        check_scenarios(TrainConfig(validation_scenario="val-trainticket-nasa, default"))
+    with pytest.raises(ValueError, match="too few for episodes of 120.*--episode-intervals 60"):
+        check_scenarios(TrainConfig(scenarios=("train-sock-shop-azure-conv",)))
+    with pytest.raises(ValueError, match="in target mode use 'setpoint'"):
+        TrainConfig(demonstrator="oracle")
+    with pytest.raises(ValueError, match="'setpoint' needs action_mode='target'"):
+        TrainConfig(demonstrator="setpoint", action_mode="delta")
     with pytest.raises(ValueError, match="algorithm"):
         TrainConfig(algorithm="ddpg")
     with pytest.raises(ValueError, match="stopping rule"):

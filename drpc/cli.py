@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the summaries as JSON")
 
     _add_train_parser(sub)
+    _add_distill_parser(sub)
 
     apps = sub.add_parser("apps", help="list bundled apps, or generate a random one")
     apps_sub = apps.add_subparsers(dest="apps_command", metavar="SUBCOMMAND")
@@ -156,6 +157,21 @@ examples:
   drpc train --resume runs/teacher/checkpoint --time-budget 300 --out runs/teacher2
   drpc evaluate --scenario default --policy runs/teacher --policy hpa
 """
+
+
+def _add_distill_parser(sub) -> None:
+    from drpc.imitation.commands import add_distill_arguments
+
+    ds = sub.add_parser(
+        "distill",
+        help="distil a teacher into per-node student networks and evaluate them",
+        description="Distil a trained teacher (default: the bundled one) into per-deployment "
+        "student networks grouped by cluster node, by DAgger (the students act, the teacher "
+        "labels the states they visit) or behaviour cloning, on training windows only; save a "
+        "student checkpoint, then evaluate the students beside the teacher and the HPA. "
+        "`drpc evaluate --policy OUT` runs the students in the same harness.",
+    )
+    add_distill_arguments(ds)
 
 
 def _add_train_parser(sub) -> None:
@@ -338,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args, parser) -> int:
     if args.command == "demo":
         return _cmd_demo(args)
+    if args.command == "distill":
+        from drpc.imitation.commands import run_distill
+
+        run_distill(args)
+        return 0
     if args.command == "evaluate":
         return _cmd_evaluate(args)
     if args.command == "train":

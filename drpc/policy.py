@@ -113,12 +113,19 @@ def _convert(raw: str, field, policy: str) -> Any:
 
 
 def make_policy(spec: str) -> Policy:
-    """Build a policy from ``NAME``, ``NAME:key=value,key=value`` or a checkpoint folder
-    (a ``drpc train`` run or its ``checkpoint/``; see :mod:`drpc.teacher.policy`)."""
+    """Build a policy from ``NAME``, ``NAME:key=value,key=value`` or a checkpoint folder: a
+    ``drpc train`` run or its ``checkpoint/`` (:mod:`drpc.teacher.policy`), or a ``drpc distill``
+    student checkpoint (:mod:`drpc.imitation.policy`)."""
     _load_builtin()
     name, _, rest = spec.partition(":")
     name = name.strip()
     if name not in _REGISTRY and _looks_like_path(spec):
+        from drpc.imitation.checkpoint import is_student_checkpoint
+
+        if is_student_checkpoint(spec):
+            from drpc.imitation.policy import load_student_policy
+
+            return load_student_policy(spec)
         from drpc.teacher.policy import load_policy
 
         return load_policy(spec)

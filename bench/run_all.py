@@ -17,7 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("sim_throughput", "td3_pendulum", "teacher_vs_hpa")
+BENCHMARKS = (
+    "sim_throughput",
+    "td3_pendulum",
+    "teacher_vs_hpa",
+    "students_vs_teacher",
+    "decision_time",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,9 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="the main job: train the teacher briefly, evaluate it beside every baseline",
+        help="the main job: train the teacher briefly, distil students, compare with baselines",
         description="Train the TD3 teacher on the training windows for --train-budget seconds "
-        "(drpc train), then evaluate it, the bundled longer-trained teacher and the HPA, VPA, "
+        "(drpc train), distil the bundled longer-trained teacher into per-node students "
+        "(drpc distill), then evaluate both teachers, the students and the HPA, VPA, "
         "threshold, static and oracle baselines on the embedded default scenario "
         "(TrainTicket-like app, NASA-HTTP launch-day trace, evaluation split); print the "
         "comparison table and write results and plots to --out.",
@@ -68,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=150.0,
         help="seconds of teacher training (default: 150; 0 = skip training)",
+    )
+    demo.add_argument(
+        "--distill-budget",
+        type=int,
+        default=60_000,
+        help="teacher-labelled samples for distilling the bundled teacher into per-node "
+        "students (default: 60000; 0 = skip)",
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -432,6 +440,8 @@ def _cmd_demo(args) -> int:
         policies.append(
             load_policy(shipped["folder"], name=f"teacher ({minutes:.0f} min, bundled)")
         )
+        if args.distill_budget > 0:
+            policies.append(_demo_students(shipped["folder"], out, args))
     return _evaluate(
         scenario=args.scenario,
         policies=[*policies, *DEFAULT_POLICIES],
@@ -439,6 +449,27 @@ def _cmd_demo(args) -> int:
         overwrite=True,
         progress=not args.no_progress,
     )
+
+
+def _demo_students(teacher: str, out: Path, args) -> object:
+    """Distil the bundled teacher into per-node students (DAgger, ``drpc distill``)."""
+    import torch
+
+    from drpc.imitation.distill import DistillConfig, distill
+    from drpc.imitation.policy import load_student_policy
+
+    torch.set_num_threads(1)
+    cfg = DistillConfig(
+        sample_budget=args.distill_budget,
+        iterations=3,
+        validation_scenario=None,
+        progress=not args.no_progress,
+    )
+    result = distill(teacher, cfg.scenarios, cfg)
+    folder = result.save(out.parent / (out.name + "-students"))
+    nodes = len(result.students.nodes())
+    name = f"students ({nodes} nodes, {result.wall_s:.0f} s)"
+    return load_student_policy(folder, name=name)
 
 
 def _cmd_apps(args) -> int:

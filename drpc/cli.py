@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a scenario's simulation as a Kubernetes API + Prometheus /metrics (docs/twin.md)",
         add_help=False,
     )
+    sub.add_parser(
+        "controller",
+        help="scale a Kubernetes app: Prometheus metrics in, /v1/decide, safe API writes out",
+        add_help=False,
+    )
     sub.add_parser("scenarios", help="list bundled scenarios")
     sub.add_parser("traces", help="list bundled traces with their splits")
     sub.add_parser("policies", help="list policies and their parameters")
@@ -346,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
         from drpc.twin.server import main as twin_main
 
         return int(twin_main(argv[1:], prog="drpc twin") or 0)
+    if argv[:1] == ["controller"]:  # its own parser too
+        from drpc.controller.cli import main as controller_main
+
+        return int(controller_main(argv[1:]) or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_parser(sub)
     _add_distill_parser(sub)
+    _add_tune_parser(sub)
 
     apps = sub.add_parser("apps", help="list bundled apps, or generate a random one")
     apps_sub = apps.add_subparsers(dest="apps_command", metavar="SUBCOMMAND")
@@ -170,6 +171,69 @@ examples:
   drpc train --resume runs/teacher/checkpoint --time-budget 300 --out runs/teacher2
   drpc evaluate --scenario default --policy runs/teacher --policy hpa
 """
+
+
+def _add_tune_parser(sub) -> None:
+    from drpc.tune import SweepConfig
+
+    d = SweepConfig()
+    tu = sub.add_parser(
+        "tune",
+        help="sweep TD3 hyperparameters and reward weights with Tune (ASHA)",
+        description="Sweep TD3 hyperparameters (learning rates, exploration noise, gamma, batch "
+        "size) and reward weights (SLO, violation, cost) with Ray Tune. Each trial is a drpc "
+        "train run scored every few iterations on a training-split validation scenario "
+        "(violations + failures + cost relative to the HPA; lower is better); ASHA stops the "
+        "worse trials early. Results: OUT/results.csv (best first) and TensorBoard events "
+        "under OUT/sweep.",
+    )
+    tu.add_argument(
+        "--scenario",
+        action="append",
+        dest="scenarios",
+        help=f"training scenario (repeatable; default: {d.scenarios[0]})",
+    )
+    tu.add_argument("--validation-scenario", default=d.validation_scenario)
+    tu.add_argument("--samples", type=int, default=d.num_samples, help="trials")
+    tu.add_argument("--max-iterations", type=int, default=d.max_iterations)
+    tu.add_argument("--grace-period", type=int, default=d.grace_period, help="ASHA, iterations")
+    tu.add_argument("--reduction-factor", type=int, default=d.reduction_factor)
+    tu.add_argument("--validate-every", type=int, default=d.validate_every)
+    tu.add_argument("--steps-per-iteration", type=int, default=d.steps_per_iteration)
+    tu.add_argument("--episode-intervals", type=int, default=d.episode_intervals)
+    tu.add_argument("--cpus-per-trial", type=float, default=d.cpus_per_trial)
+    tu.add_argument("--max-concurrent", type=int, default=d.max_concurrent)
+    tu.add_argument("--seed", type=int, default=d.seed)
+    tu.add_argument("--address", help="Ray cluster address ('auto': the running cluster)")
+    tu.add_argument("--out", default=d.out, help="results folder (default: %(default)s)")
+    tu.add_argument("--no-progress", action="store_true")
+
+
+def _cmd_tune(args) -> int:
+    from drpc.tune import SweepConfig, format_rows, run_sweep
+
+    d = SweepConfig()
+    sweep = SweepConfig(
+        scenarios=tuple(args.scenarios or d.scenarios),
+        validation_scenario=args.validation_scenario,
+        num_samples=args.samples,
+        max_iterations=args.max_iterations,
+        grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor,
+        validate_every=args.validate_every,
+        steps_per_iteration=args.steps_per_iteration,
+        episode_intervals=args.episode_intervals,
+        cpus_per_trial=args.cpus_per_trial,
+        max_concurrent=args.max_concurrent,
+        seed=args.seed,
+        out=args.out,
+        address=args.address,
+        progress=not args.no_progress,
+    )
+    rows = run_sweep(sweep)
+    print(format_rows(rows))
+    print(f"\nresults: {Path(sweep.out) / 'results.csv'}; tensorboard --logdir {sweep.out}")
+    return 0
 
 
 def _add_distill_parser(sub) -> None:
@@ -371,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args, parser) -> int:
     if args.command == "demo":
         return _cmd_demo(args)
+    if args.command == "tune":
+        return _cmd_tune(args)
     if args.command == "distill":
         from drpc.imitation.commands import run_distill
 

@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     sub.add_parser(
+        "serve",
+        help="serve per-node students (or a teacher) behind POST /v1/decide with Ray Serve",
+        add_help=False,
+    )
+    sub.add_parser(
         "controller",
         help="scale a Kubernetes app: Prometheus metrics in, /v1/decide, safe API writes out",
         add_help=False,
@@ -415,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
         from drpc.twin.server import main as twin_main
 
         return int(twin_main(argv[1:], prog="drpc twin") or 0)
+    if argv[:1] == ["serve"]:  # its own parser too
+        from drpc.serve.cli import main as serve_main
+
+        return int(serve_main(argv[1:]) or 0)
     if argv[:1] == ["controller"]:  # its own parser too
         from drpc.controller.cli import main as controller_main
 

@@ -13,7 +13,8 @@ and reports
     score = SLO-violating interval fraction + failed-request fraction
             + cost_weight x core-hours / the HPA's core-hours        (lower is better)
 
-(the score ``drpc train`` selects snapshots by). ASHA stops the worse half of the trials at
+(the score ``drpc train`` selects snapshots by), from the first multiple of ``validate_every``
+after learning starts (before, every trial's actor is the same untrained one). ASHA stops the worse half of the trials at
 each rung (``grace_period``, then x ``reduction_factor``). The sweep sizes itself to the
 cluster it runs on: ``max_concurrent`` trials of ``cpus_per_trial`` CPUs (2 x 1 on a 2-core
 laptop; on a ``ray up`` cluster, pass ``--address auto`` and more concurrency).
@@ -137,9 +138,11 @@ def _trial(params: dict[str, Any]) -> None:
     hpa_core_h = run_policy(scenario, "hpa", progress=False).summary["cpu_core_hours"]
     best = {"score": float("inf")}
 
+    due = set(_report_iterations(sweep, cfg.learning_starts))
+
     def on_iteration(algo, iteration, flat, train_s, _best) -> float:
         started = time.monotonic()
-        if iteration % sweep.validate_every and iteration != sweep.max_iterations:
+        if iteration not in due:
             return 0.0
         summary = run_policy(scenario, snapshot_policy(algo, cfg), progress=False).summary
         score = (
@@ -162,6 +165,18 @@ def _trial(params: dict[str, Any]) -> None:
         return time.monotonic() - started  # validation time is not training time
 
     train(cfg, on_iteration=on_iteration)
+
+
+def _report_iterations(sweep: SweepConfig, learning_starts: int) -> list[int]:
+    """The iterations at which a trial is scored: every ``validate_every``, once learning has
+    started (before it, every trial's actor is the same untrained network: its score says
+    nothing about the trial), and the last."""
+    its = [
+        i
+        for i in range(1, sweep.max_iterations + 1)
+        if i % sweep.validate_every == 0 and i * sweep.steps_per_iteration >= learning_starts
+    ]
+    return sorted(set(its) | {sweep.max_iterations})
 
 
 def run_sweep(sweep: SweepConfig, space: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -190,10 +205,16 @@ def run_sweep(sweep: SweepConfig, space: dict[str, Any] | None = None) -> list[d
             ray.init(include_dashboard=False, log_to_driver=False)
     param_space = dict(space if space is not None else search_space())
     param_space["_sweep"] = dataclasses.asdict(sweep)
+    # ASHA counts reports (one per score); translate the iteration settings into reports.
+    learning_starts = _train_config({}, sweep, "").learning_starts
+    fixed = (space or {}).get("learning_starts")
+    if isinstance(fixed, int | float):  # a constant in the space (a sampled one: the default)
+        learning_starts = fixed
+    reports = _report_iterations(sweep, int(learning_starts))
     scheduler = ASHAScheduler(
         time_attr="training_iteration",
-        max_t=max(1, sweep.max_iterations // sweep.validate_every),
-        grace_period=max(1, sweep.grace_period // sweep.validate_every),
+        max_t=len(reports),
+        grace_period=max(1, sum(1 for i in reports if i <= sweep.grace_period)),
         reduction_factor=sweep.reduction_factor,
     )
     tuner = tune.Tuner(

@@ -47,6 +47,7 @@ from drpc.controller.safety import (
     SafetyState,
     clamp_to_bounds,
     in_cooldown,
+    keep_cpu_capacity,
     limit_ratio_step,
     limit_replica_step,
     memory_limit_not_below_working_set,
@@ -279,11 +280,15 @@ def test_plan_service_composes_the_rules():
     assert actions == [] and any("stabilised" in n for n in notes)
     actions, _ = plan_service(down, _obs(replicas=6), bounds, c, st, now_s=151.0)
     assert [(a.knob, a.new) for a in actions] == [("replicas", 4)]  # window passed; step -2
-    # zero ready pods: no scale-down, no resource change
+    # first sight of a service: the current count is the first recommendation (as the HPA),
+    # so nothing scales down before a full window has passed
     st2 = SafetyState()
+    actions, notes = plan_service(down, _obs(), bounds, c, st2, now_s=0.0)
+    assert actions == [] and "replicas: scale-down stabilised 1 -> 4" in notes
+    # zero ready pods (after the window): no scale-down, no resource change
     actions, notes = plan_service(
         Proposal(NS, SVC, "policy", "p", replicas=1, cpu_limit_millicores=900),
-        _obs(replicas_ready=0), bounds, c, st2, now_s=0.0,
+        _obs(replicas_ready=0), bounds, c, st2, now_s=500.0,
     )  # fmt: skip
     assert actions == [] and "replicas: no ready pods, no scale-down" in notes
     # dead band: a 2% change is no action
@@ -295,6 +300,23 @@ def test_plan_service_composes_the_rules():
     actions, notes = plan_service(Proposal("kube-system", SVC, "policy", "p", replicas=9),
                                   _obs(), bounds, c, SafetyState(), 0.0)  # fmt: skip
     assert actions == [] and "allowlist" in notes[0]
+
+
+def test_capacity_is_kept_when_a_bigger_limit_is_held_back():
+    # the rule alone: 3 x 200m -> wants 1 x 600m; the limit step allows 300m this sync
+    assert keep_cpu_capacity(3, 1, 200, 300, 1, 600) == 2  # 600m kept: ceil(600 / 300)
+    assert keep_cpu_capacity(3, 1, 200, 600, 1, 600) == 1  # the full limit lands: 1 pod is enough
+    assert keep_cpu_capacity(3, 2, 200, 200, 2, 200) == 2  # the policy wants less capacity
+    assert keep_cpu_capacity(3, 5, 200, 100, 5, 100) == 5  # scale-ups pass unchanged
+    # composed: the replica cut is held to the capacity the step-limited CPU limit gives
+    c = cfg(scale_down_stabilization_s=0, max_replica_step=10, max_limit_step_ratio=0.5)
+    trade = Proposal(NS, SVC, "policy", "p", replicas=1, cpu_limit_millicores=1500)
+    actions, notes = plan_service(trade, _obs(replicas=3), c.bounds_for(NS, SVC), c,
+                                  SafetyState(), 0.0)  # fmt: skip
+    by = {a.knob: a for a in actions}
+    assert by["cpu"].new == 750  # 500 x 1.5
+    assert by["replicas"].new == 2  # 3 x 500m = 1500m kept: ceil(1500 / 750)
+    assert "replicas: CPU capacity kept, 1 -> 2" in notes
 
 
 # ------------------------------------------------------------------- policy stub and fallback

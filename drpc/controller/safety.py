@@ -40,6 +40,7 @@ __all__ = [
     "within_dead_band",
     "in_cooldown",
     "stabilize_scale_down",
+    "keep_cpu_capacity",
     "no_scale_down_without_ready_pods",
     "memory_limit_not_below_working_set",
     "request_keeping_ratio",
@@ -171,6 +172,30 @@ def stabilize_scale_down(
     return min(current, max(in_window))
 
 
+def keep_cpu_capacity(
+    current: int,
+    desired: int,
+    old_cpu_limit: float,
+    cpu_limit_after: float,
+    proposed_replicas: int,
+    proposed_cpu_limit: float,
+) -> int:
+    """Replicas so that this sync never cuts CPU capacity (replicas x CPU limit) below what
+    the recommendation intends, nor below what runs now if the recommendation keeps it.
+
+    A policy may trade pods for bigger pods (3 x 200m -> 1 x 400m when it wants 600m of
+    capacity). When the bigger limit is held back (step limit, cooldown) while the replica
+    cut goes through, capacity would fall (1 x 300m) exactly when the load needs it. The
+    floor is ``ceil(min(current capacity, intended capacity) / CPU limit after this sync)``;
+    only scale-downs are raised to it.
+    """
+    if desired >= current or cpu_limit_after <= 0:
+        return desired
+    keep = min(current * old_cpu_limit, proposed_replicas * proposed_cpu_limit)
+    floor = math.ceil(keep / cpu_limit_after - 1e-9)
+    return max(desired, min(current, floor))
+
+
 def no_scale_down_without_ready_pods(current: int, ready: int, desired: int) -> int:
     """With no ready pod (all starting or crashing) usage says nothing: never scale down."""
     return current if ready == 0 and desired < current else desired
@@ -232,39 +257,6 @@ def plan_service(
             return True
         return False
 
-    # --- replicas
-    if proposal.replicas is not None:
-        current = observed.replicas
-        want = int(clamp_to_bounds(proposal.replicas, bounds.min_replicas, bounds.max_replicas))
-        if want != proposal.replicas:
-            notes.append(f"replicas: {proposal.replicas} clamped to bounds -> {want}")
-        state.record_recommendation(key, now_s, want, config.scale_down_stabilization_s)
-        stable = stabilize_scale_down(
-            state.recommendations[key], now_s, config.scale_down_stabilization_s, current
-        )
-        if stable != want:
-            notes.append(f"replicas: scale-down stabilised {want} -> {stable}")
-        guarded = no_scale_down_without_ready_pods(current, observed.replicas_ready, stable)
-        if guarded != stable:
-            notes.append("replicas: no ready pods, no scale-down")
-        stepped = limit_replica_step(current, guarded, config.max_replica_step)
-        if stepped != guarded:
-            notes.append(f"replicas: step limited {guarded} -> {stepped}")
-        # the current count may itself be out of bounds (set by hand): bounds win
-        final = int(clamp_to_bounds(stepped, bounds.min_replicas, bounds.max_replicas))
-        if final != current and not cooling("replicas"):
-            actions.append(
-                Action(
-                    proposal.namespace,
-                    proposal.service,
-                    "replicas",
-                    current,
-                    final,
-                    proposal.source,
-                    proposal.reason,
-                )  # fmt: skip
-            )
-
     # --- limits
     for knob, limit, request, old_limit, old_request, lo, hi in (
         ("cpu", proposal.cpu_limit_millicores, proposal.cpu_request_millicores,
@@ -311,4 +303,55 @@ def plan_service(
                 old_request=old_request,
             )  # fmt: skip
         )
+
+    cpu_after = next((a.new for a in actions if a.knob == "cpu"), observed.cpu_limit_millicores)
+    # --- replicas
+    if proposal.replicas is not None:
+        current = observed.replicas
+        want = int(clamp_to_bounds(proposal.replicas, bounds.min_replicas, bounds.max_replicas))
+        if want != proposal.replicas:
+            notes.append(f"replicas: {proposal.replicas} clamped to bounds -> {want}")
+        if key not in state.recommendations:  # as the HPA: the first recommendation is now
+            state.record_recommendation(key, now_s, current, config.scale_down_stabilization_s)
+        state.record_recommendation(key, now_s, want, config.scale_down_stabilization_s)
+        stable = stabilize_scale_down(
+            state.recommendations[key], now_s, config.scale_down_stabilization_s, current
+        )
+        if stable != want:
+            notes.append(f"replicas: scale-down stabilised {want} -> {stable}")
+        guarded = no_scale_down_without_ready_pods(current, observed.replicas_ready, stable)
+        if guarded != stable:
+            notes.append("replicas: no ready pods, no scale-down")
+        if proposal.cpu_limit_millicores is not None and math.isfinite(
+            proposal.cpu_limit_millicores
+        ):
+            kept = keep_cpu_capacity(
+                current,
+                guarded,
+                observed.cpu_limit_millicores,
+                cpu_after,
+                want,
+                proposal.cpu_limit_millicores,
+            )
+            if kept != guarded:
+                notes.append(f"replicas: CPU capacity kept, {guarded} -> {kept}")
+            guarded = kept
+        stepped = limit_replica_step(current, guarded, config.max_replica_step)
+        if stepped != guarded:
+            notes.append(f"replicas: step limited {guarded} -> {stepped}")
+        # the current count may itself be out of bounds (set by hand): bounds win
+        final = int(clamp_to_bounds(stepped, bounds.min_replicas, bounds.max_replicas))
+        if final != current and not cooling("replicas"):
+            actions.append(
+                Action(
+                    proposal.namespace,
+                    proposal.service,
+                    "replicas",
+                    current,
+                    final,
+                    proposal.source,
+                    proposal.reason,
+                )  # fmt: skip
+            )
+
     return actions, notes

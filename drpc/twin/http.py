@@ -63,6 +63,11 @@ class _Server(ThreadingHTTPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         conn = request
+        try:  # headers and body go out in separate writes: without this, Nagle's algorithm
+            # and the client's delayed ACK stall every response by ~40 ms
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         if self.tls is not None:
             request.settimeout(_HANDSHAKE_TIMEOUT_S)
             try:

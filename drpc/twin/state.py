@@ -119,6 +119,17 @@ class StepRecord:
     request_rate_rps: np.ndarray
     latency_mean_ms: np.ndarray
     latency_p99_ms: np.ndarray
+    # per entry endpoint (the SLO check: an endpoint with traffic whose p99 is above its SLO)
+    endpoint_rps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    endpoint_latency_p99_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    endpoint_slo_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def slo_violated(self) -> bool:
+        """Some endpoint with traffic had its p99 above its SLO this interval (as
+        :func:`drpc.evaluate.summarize` counts it)."""
+        active = self.endpoint_rps > 0
+        return bool(np.any(active & (self.endpoint_latency_p99_ms > self.endpoint_slo_ms)))
 
 
 class ExpiredError(Exception):
@@ -505,6 +516,9 @@ class TwinState:
                     request_rate_rps=o.request_rate_rps.copy(),
                     latency_mean_ms=o.latency_mean_ms.copy(),
                     latency_p99_ms=o.latency_p99_ms.copy(),
+                    endpoint_rps=o.endpoint_rps.copy(),
+                    endpoint_latency_p99_ms=o.endpoint_latency_p99_ms.copy(),
+                    endpoint_slo_ms=o.endpoint_slo_ms.copy(),
                 )
             )
 

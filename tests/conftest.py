@@ -13,6 +13,18 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # before Ray starts; see doc
 import pytest
 
 
+def start_session_ray() -> None:
+    """Start the session's Ray instance (also used by the tests that replace it for a while
+    with a multi-node cluster and then give it back)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Tune's trainable registry lives in the cluster: a restarted Ray needs "TD3" again.
+    from drpc.algorithms import register
+
+    register()
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     import ray
@@ -22,7 +34,7 @@ def ray_session():
     torch.set_num_threads(1)  # the local learner's small nets: 1 thread is fastest here
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        start_session_ray()
     yield ray
     if started:
         ray.shutdown()

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import start_session_ray
 
 from drpc.imitation.local import LocalObservation
 from drpc.imitation.on_ray import (
@@ -54,7 +55,7 @@ def cluster():
         ray.shutdown()
         cluster.shutdown()
         if restore:  # as tests/conftest.py's ray_session starts it
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            start_session_ray()
         torch.set_num_threads(threads)
 
 

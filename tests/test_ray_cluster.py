@@ -1,5 +1,6 @@
 """`ray_cluster.yaml` and `ray_cluster.gpu.yaml`: valid for `ray up`, and the local one's start
-commands, run on loopback (a head and two workers), make a cluster DRPC trains on.
+commands, run on loopback (a head and two workers), make a cluster DRPC trains on and the
+Serve app runs on (its NodeAgents pinned by the workers' node labels).
 
 The loopback test turns the YAML's commands into argument lists (no shell): `$RAY_HEAD_IP` is
 127.0.0.1, `$(hostname)` becomes `node-0`/`node-1` (all workers share this machine's name),
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import start_session_ray
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -163,7 +165,7 @@ def loopback_cluster():
         _stop(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
         if restore:  # as tests/conftest.py's ray_session starts it
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            start_session_ray()
 
 
 @pytest.mark.slow
@@ -203,3 +205,65 @@ def test_drpc_trains_on_the_cluster_the_yaml_starts(loopback_cluster):
     assert sorted(runner_nodes.values()) == ["node-0", "node-1"]
     losses = [r["students"]["imitation_loss"] for r in results]
     assert all(loss == loss and loss >= 0 for loss in losses)  # finite
+
+
+@pytest.mark.slow
+def test_serve_app_runs_on_the_cluster_with_agents_pinned_by_label(loopback_cluster, tmp_path):
+    """The students' NodeAgents placed by the `drpc.io/node` label the YAML's workers carry
+    (a replica only fits a node with its label), and /v1/decide answers over HTTP."""
+    import requests
+    from ray import serve
+    from ray.serve.context import _get_global_client
+    from ray.serve.schema import ServeDeploySchema
+
+    from drpc.imitation.distill import DistillConfig, distill
+    from drpc.scenario import load_scenario
+    from drpc.teacher.checkpoint import bundled_teacher
+
+    cfg = DistillConfig(method="bc", sample_budget=49 * 40, iterations=1, epochs=5,
+                        episode_intervals=30, validation_scenario=None)  # fmt: skip
+    students = distill(bundled_teacher()["folder"], cfg=cfg).save(tmp_path / "students")
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        app = {
+            "name": "drpc",
+            "route_prefix": "/",
+            "import_path": "drpc.serve.app:build_app",
+            "args": {"checkpoint": str(students), "token": "t0ken", "placement": "label",
+                     "ingress_num_cpus": 0.1, "agent_num_cpus": 0.1},
+        }  # fmt: skip
+        _get_global_client().deploy_apps(ServeDeploySchema(applications=[app]), _blocking=True)
+        url = f"http://127.0.0.1:{port}"
+        trainticket = load_scenario("default").app
+        services = [
+            {
+                "name": name,
+                "request_rate_rps": 10.0,
+                "cpu_usage_millicores": 0.3 * float(trainticket.cpu_limit_m0[i]),
+                "memory_working_set_mib": 0.4 * float(trainticket.memory_limit_mib0[i]),
+                "replicas_ready": 1,
+                "replicas_desired": 1,
+                "cpu_limit_millicores": float(trainticket.cpu_limit_m0[i]),
+                "memory_limit_mib": float(trainticket.memory_limit_mib0[i]),
+            }
+            for i, name in enumerate(trainticket.names)
+        ]
+        body = {"time_s": 0.0, "entry_rps_history": [50.0], "services": services}
+        deadline = time.monotonic() + 30
+        while True:  # the proxy may need a moment to route the new app
+            try:
+                r = requests.post(url + "/v1/decide", json=body, timeout=30,
+                                  headers={"Authorization": "Bearer t0ken"})  # fmt: skip
+                if r.status_code != 404 or time.monotonic() > deadline:
+                    break
+            except requests.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
+        assert r.status_code == 200, r.text
+        decisions = r.json()["decisions"]
+        assert len(decisions) == trainticket.n_services
+        assert {d["node"] for d in decisions} == {"node-0", "node-1"}
+    finally:
+        serve.shutdown()

@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drpc",
         description="DRPC: learned horizontal + vertical autoscaling for microservices. "
-        "Simulate a cluster, evaluate autoscalers, and (later) train and serve RL policies.",
+        "Simulate a cluster, evaluate autoscalers, train the teacher and distil per-node "
+        "students, serve their decisions and apply them to Kubernetes.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -171,12 +171,11 @@ def _detail(r: requests.Response) -> str:
 
 def test_batched_node_students_match_per_node_call(checkpoints):
     from drpc.imitation.checkpoint import load_students
-    from drpc.serve.core import _node_students_batch
 
     students = load_students(checkpoints[0])
     group = students.nodes()["node-0"]
     x = np.random.default_rng(1).normal(size=(5, len(group), 17)).astype(np.float32)
-    batched = _node_students_batch(group, x)
+    batched = group.batch(x)
     for b in range(5):
         np.testing.assert_allclose(batched[b], group(x[b]), rtol=1e-5, atol=1e-6)
 

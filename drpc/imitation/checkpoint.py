@@ -20,7 +20,6 @@ truncated, corrupt or of other sizes.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import time
@@ -31,8 +30,12 @@ from typing import Any
 from drpc.imitation.local import LOCAL_FEATURES, N_LOCAL
 from drpc.imitation.nodes import NodeMap, NodeMapError
 from drpc.imitation.students import MAX_STUDENT_PARAMS, StudentBank, StudentSet
-from drpc.rllib_env.actions import ActionMapping
-from drpc.teacher.checkpoint import ACTION_COMPONENTS, CheckpointError
+from drpc.teacher.checkpoint import (
+    ACTION_COMPONENTS,
+    CheckpointError,
+    action_mapping_from,
+    file_sha256,
+)
 from drpc.teacher.checkpoint import META_FILE as TEACHER_META_FILE
 
 __all__ = [
@@ -65,14 +68,6 @@ _REQUIRED = (
 class StudentCheckpointError(CheckpointError):
     """A student checkpoint that cannot be used here; the message names the file and what
     differs."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _diff(name: str, ours: Sequence[str], theirs: Sequence[str]) -> str | None:
@@ -136,7 +131,7 @@ def save_students(
             **students.bank.config(),
         },
         "distillation": _jsonable(dict(distillation or {})),
-        "weights_sha256": _sha256(weights),
+        "weights_sha256": file_sha256(weights),
     }
     tmp_meta = folder / (META_FILE + ".tmp")
     tmp_meta.write_text(json.dumps(meta, indent=2))
@@ -250,9 +245,7 @@ def read_student_meta(
                 f"({'; '.join(moved[:3])}). Re-group the students or distil with this map."
             )
     try:
-        meta["action_mapping_obj"] = ActionMapping(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in meta["action_mapping"].items()}
-        )
+        meta["action_mapping_obj"] = action_mapping_from(meta["action_mapping"])
     except (TypeError, ValueError, AttributeError) as err:
         raise StudentCheckpointError(f"{meta_path}: field 'action_mapping': {err}") from None
     net = meta["network"]
@@ -286,7 +279,7 @@ def load_students(
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise StudentCheckpointError(f"{weights}: missing weights file")
-    if _sha256(weights) != meta["weights_sha256"]:
+    if file_sha256(weights) != meta["weights_sha256"]:
         raise StudentCheckpointError(
             f"{weights}: checksum does not match {META_FILE} (truncated or modified); "
             "copy the checkpoint again or distil again"

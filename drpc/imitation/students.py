@@ -210,7 +210,12 @@ class NodeStudents:
     def __call__(self, local: np.ndarray) -> np.ndarray:
         """Local observations (K, N_LOCAL) of this node's services, in ``services`` order ->
         raw actions (K, 3) float32 in [-1, 1]."""
-        h = np.asarray(local, dtype=np.float32)[:, None, :]
+        return self.batch(np.asarray(local, dtype=np.float32)[None])[0]
+
+    def batch(self, x: np.ndarray) -> np.ndarray:
+        """The same on a batch of snapshots: (B, K, N_LOCAL) -> (B, K, 3); one batched
+        matmul per layer, (K, B, in) @ (K, in, out)."""
+        h = np.ascontiguousarray(np.asarray(x).transpose(1, 0, 2))  # (K, B, in)
         for i in range(self.n_layers):
             h = h @ self.weights[i] + self.biases[i]
             if i < self.n_layers - 1:
@@ -219,7 +224,7 @@ class NodeStudents:
                     h = h / np.sqrt((h * h).mean(axis=-1, keepdims=True) + 1e-5)
                     h = h * self.norm_weights[i] + self.norm_biases[i]
                 np.maximum(h, 0.0, out=h)
-        return np.tanh(h[:, 0, :])
+        return np.tanh(h).transpose(1, 0, 2)
 
 
 class StudentSet:

@@ -146,22 +146,7 @@ class NodeModel:
 
             with torch.no_grad():
                 return self._net(torch.from_numpy(x)).numpy()
-        return _node_students_batch(self._net, x)
-
-
-def _node_students_batch(ns: Any, x: np.ndarray) -> np.ndarray:
-    """:class:`~drpc.imitation.students.NodeStudents`' exact function on (B, K, in) rows: one
-    batched matmul per layer, (K, B, in) @ (K, in, out)."""
-    h = np.ascontiguousarray(x.transpose(1, 0, 2))  # (K, B, in)
-    for i in range(ns.n_layers):
-        h = h @ ns.weights[i] + ns.biases[i]
-        if i < ns.n_layers - 1:
-            if ns.layer_norm:  # nn.LayerNorm: biased variance, eps 1e-5
-                h = h - h.mean(axis=-1, keepdims=True)
-                h = h / np.sqrt((h * h).mean(axis=-1, keepdims=True) + 1e-5)
-                h = h * ns.norm_weights[i] + ns.norm_biases[i]
-            np.maximum(h, 0.0, out=h)
-    return np.tanh(h).transpose(1, 0, 2)
+        return self._net.batch(x)
 
 
 def load_node_model(path: str | os.PathLike[str], node: str) -> NodeModel:

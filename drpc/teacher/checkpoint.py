@@ -68,7 +68,8 @@ def find_checkpoint(path: str | os.PathLike[str]) -> Path:
     )
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -83,6 +84,11 @@ def _diff(name: str, ours: tuple[str, ...], theirs: list[str]) -> str | None:
         if a != b:
             return f"{name} differ at position {i}: checkpoint has {b!r}, this DRPC has {a!r}"
     return f"{name}: checkpoint has {len(theirs)}, this DRPC has {len(ours)}"
+
+
+def action_mapping_from(fields: Mapping[str, Any]) -> ActionMapping:
+    """The :class:`ActionMapping` recorded in a checkpoint's JSON (lists back to tuples)."""
+    return ActionMapping(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
 
 def read_policy_meta(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
@@ -118,9 +124,7 @@ def read_policy_meta(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
             f"space: {'; '.join(problems)}. Retrain with `drpc train`."
         )
     try:
-        meta["action_mapping_obj"] = ActionMapping(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in meta["action_mapping"].items()}
-        )
+        meta["action_mapping_obj"] = action_mapping_from(meta["action_mapping"])
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: field 'action_mapping': {err}") from None
     meta["folder"] = str(folder)
@@ -137,7 +141,7 @@ def load_actor(meta: Mapping[str, Any]):
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{weights}: missing weights file")
-    if _sha256(weights) != meta["weights_sha256"]:
+    if file_sha256(weights) != meta["weights_sha256"]:
         raise CheckpointError(
             f"{weights}: checksum does not match {META_FILE} (truncated or modified); "
             "copy the checkpoint again or retrain"
@@ -231,7 +235,7 @@ def export_policy(
         "trained_on": {"scenarios": list(env_cfg.scenarios), "apps": apps},
         "env_steps": int(env_steps),
         "train_wall_s": round(float(wall_s), 1),
-        "weights_sha256": _sha256(weights),
+        "weights_sha256": file_sha256(weights),
         "selection": dict(selection) if selection else {"snapshot": "last"},
     }
     if dataclasses.is_dataclass(train_config):

@@ -22,7 +22,7 @@ import pytest
 import requests
 import yaml
 
-from drpc.controller.apply import KubeApplier, load_kube_clients
+from drpc.controller.apply import KubeApplier, cpu_millicores, load_kube_clients
 from drpc.controller.audit import AuditLog
 from drpc.controller.config import ConfigError, config_from_dict, load_config
 from drpc.controller.loop import Controller
@@ -46,6 +46,7 @@ from drpc.controller.safety import (
     Proposal,
     SafetyState,
     clamp_to_bounds,
+    converge_new_pods,
     in_cooldown,
     keep_cpu_capacity,
     limit_ratio_step,
@@ -256,6 +257,22 @@ def _obs(**kw):
     return Observed(**base)
 
 
+def test_converge_new_pods_resizes_only_pods_off_the_applied_limits():
+    pods = [(1500.0, 750.0, 512.0, 256.0), (500.0, 250.0, 512.0, 256.0), (2000.0, 1000, 700, 350)]
+    targets = {"cpu": (1500.0, 750.0), "memory": (512.0, 256.0)}
+    (cpu, mem) = converge_new_pods(NS, SVC, pods, targets, planned=[])
+    assert (cpu.knob, cpu.old, cpu.new, cpu.new_request, cpu.source) == (
+        "cpu", 500.0, 1500.0, 750.0, "converge")  # fmt: skip
+    assert "2 pod(s)" in cpu.reason  # the template pod and the larger one, both to the target
+    assert (mem.knob, mem.old, mem.new) == ("memory", 700, 512.0)
+    # a knob the plan changes this sync is left to that action; no target: nothing to converge
+    assert [a.knob for a in converge_new_pods(NS, SVC, pods, targets, planned=["cpu"])] == [
+        "memory"
+    ]
+    assert converge_new_pods(NS, SVC, pods, {}, planned=[]) == []
+    assert converge_new_pods(NS, SVC, pods[:1], targets, planned=[]) == []
+
+
 def test_plan_service_composes_the_rules():
     c = cfg(cooldown_replicas_s=60, scale_down_stabilization_s=120, max_replica_step=2)
     st = SafetyState()
@@ -270,9 +287,16 @@ def test_plan_service_composes_the_rules():
     assert "memory: kept above the working set -> 440" in notes
     assert any("clamped" in n for n in notes) and any("step limited" in n for n in notes)
     for a in actions:
-        st.record_change(f"{NS}/{SVC}", a.knob, 0.0)
-    # cooldown: nothing for replicas 30 s later
-    actions, notes = plan_service(up, _obs(replicas=6), bounds, c, st, now_s=30.0)
+        st.record_change(f"{NS}/{SVC}", a, 0.0)
+    # a continued increase is not held by the cooldown (as the HPA's scale-up): +2 again
+    actions, notes = plan_service(up, _obs(replicas=6), bounds, c, st, now_s=15.0)
+    assert [(a.knob, a.new) for a in actions if a.knob == "replicas"] == [("replicas", 8)]
+    # ... but a reversal is: no scale-down 30 s after a scale-up
+    down3 = Proposal(NS, SVC, "policy", "p", replicas=3)
+    st3 = SafetyState(last_change_s={(f"{NS}/{SVC}", "replicas"): 15.0},
+                      last_change_up={(f"{NS}/{SVC}", "replicas"): True})  # fmt: skip
+    st3.recommendations[f"{NS}/{SVC}"] = [(-1000.0, 8)]  # stabilisation window long past
+    actions, notes = plan_service(down3, _obs(replicas=8), bounds, c, st3, now_s=45.0)
     assert "replicas" not in {a.knob for a in actions} and any("cooldown" in n for n in notes)
     # scale-down is stabilised: the window still holds 20
     down = Proposal(NS, SVC, "policy", "p", replicas=1)
@@ -686,6 +710,7 @@ def test_loop_with_real_prometheus_policy_fallback_outage_and_resume(
             )
             assert report.source == "policy"
             results = {(a.service, a.knob): r for a, r in report.actions}
+            results_actions = report.actions
             assert results[(SVC, "replicas")] == "applied" and results[(SVC, "cpu")] == "applied"
             dep = twin.state.get("deployments", NS, SVC).body
             want = next(
@@ -695,9 +720,19 @@ def test_loop_with_real_prometheus_policy_fallback_outage_and_resume(
 
             # the policy goes down: the HPA fallback decides replicas, and says so
             stub_policy.fail_next = 100
+            cpu_set = next(a for a, _ in results_actions if a.service == SVC and a.knob == "cpu")
             report = ctl.sync_once()
             assert report.source == "fallback"
-            assert {a.knob for a, _ in report.actions} <= {"replicas"}
+            assert {a.knob for a, _ in report.actions if a.source != "converge"} <= {"replicas"}
+            # the pods the scale-up created started from the template; they are resized to
+            # the CPU limit the policy set (the fallback itself changes no limits)
+            converged = [a for a, r in report.actions if a.source == "converge" and r == "applied"]
+            assert any(a.service == SVC and a.knob == "cpu" for a in converged), report.actions
+            _, pods = twin.state.list("pods", NS)
+            mine = [p for p in pods if p["metadata"]["name"].startswith(SVC + "-")]
+            assert len(mine) == dep["spec"]["replicas"]
+            assert {cpu_millicores(p["spec"]["containers"][0]["resources"]["limits"]["cpu"])
+                    for p in mine} == {cpu_set.new}  # fmt: skip
             assert ctl.audit.find(source="fallback", result="fallback")
             assert ctl.metrics.value("drpc_controller_fallback_active") == 1
             stub_policy.fail_next = 0

@@ -226,6 +226,7 @@ class Run:
         hist = [h for h in self.twin.state.history() if h.interval < SCORED]
         return {
             "run": self.name, "slo_violations": v, "intervals": n, "syncs": len(self.reports),
+            "violating": [h.interval for h in hist if h.epoch == 0 and h.slo_violated],
             "skipped_intervals": self.skipped_intervals,
             "policy_syncs": sources.count("policy"), "fallback_syncs": sources.count("fallback"),
             "held_syncs": sum(1 for r in self.reports if r.hold_reason),

@@ -13,7 +13,9 @@
   has no ``resize`` subresource: with ``resize_template_fallback`` the Deployment template is
   patched instead (a rollout on a real cluster; needs ``patch deployments`` in RBAC), otherwise
   the action ends ``unsupported``. A 422 (e.g. a QoS-class change) is an error, not a fallback.
-  Pods created from the template later keep the template's values (see the report/README).
+  Pods created from the template later start with the template's values; the controller
+  resizes them to the service's limits at its next sync
+  (:func:`~drpc.controller.safety.converge_new_pods`).
 * **Retries.** 409 Conflict, 429, 5xx and connection errors are retried up to ``k8s_retries``
   times with exponential back-off (``k8s_backoff_s`` doubling, capped at ``k8s_backoff_max_s``);
   every attempt re-reads the object first and writes only the remaining diff, so a write whose
@@ -117,6 +119,8 @@ class ServiceState:
     memory_limit_mib: float
     memory_request_mib: float
     selector: dict[str, str] = field(default_factory=dict)
+    pod_resources: list[tuple[float, float, float, float]] = field(default_factory=list)
+    """Each live pod's sized container: (cpu limit, cpu request, memory limit, memory request)."""
 
 
 @dataclass
@@ -194,13 +198,11 @@ class KubeApplier:
         cpu_l, cpu_r, mem_l, mem_r = _resources_of(container)
         selector = dict(dep.spec.selector.match_labels or {})
         pods = self._pods(namespace, selector)
-        if pods:  # what runs now: the largest limit over the live pods (as the PromQL's max)
-            per_pod = [
-                _resources_of(_container_of(container.name, p.spec.containers)) for p in pods
-            ]
+        per_pod = [_resources_of(_container_of(container.name, p.spec.containers)) for p in pods]
+        if per_pod:  # what runs now: the largest limit over the live pods (as the PromQL's max)
             cpu_l, cpu_r, mem_l, mem_r = max(per_pod, key=lambda r: (r[0], r[2]))
         return ServiceState(namespace, name, int(dep.spec.replicas or 0), container.name,
-                            cpu_l, cpu_r, mem_l, mem_r, selector)  # fmt: skip
+                            cpu_l, cpu_r, mem_l, mem_r, selector, per_pod)  # fmt: skip
 
     def _pods(self, namespace: str, selector: dict[str, str]) -> list[Any]:
         label_selector = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))

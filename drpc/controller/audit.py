@@ -2,7 +2,7 @@
 
 Fields (always present): ``time`` (RFC 3339, UTC), ``action_id``, ``namespace``, ``service``,
 ``knob`` (replicas/cpu/memory, or null for a hold), ``old``, ``new`` (pods, millicores or MiB),
-``reason``, ``source`` (policy/fallback/hold), ``dry_run``, ``result`` (applied, unchanged,
+``reason``, ``source`` (policy/fallback/hold/converge), ``dry_run``, ``result`` (applied, unchanged,
 dry_run, refused, superseded, unsupported, failed, held, ...), plus ``attempts`` and
 ``detail`` where known. Lines go to the ``drpc.controller.audit`` logger, to ``path`` when
 given (appended), and to an in-memory ring (:attr:`AuditLog.lines`) for tests and debugging.

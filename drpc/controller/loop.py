@@ -35,7 +35,14 @@ from drpc.controller.policy_client import (
     PolicyUnavailableError,
     hpa_fallback_replicas,
 )
-from drpc.controller.safety import Action, Observed, Proposal, SafetyState, plan_service
+from drpc.controller.safety import (
+    Action,
+    Observed,
+    Proposal,
+    SafetyState,
+    converge_new_pods,
+    plan_service,
+)
 
 __all__ = ["SyncReport", "ControllerMetrics", "Controller"]
 
@@ -301,19 +308,35 @@ class Controller:
             self.metrics.errors.labels("kubernetes").inc()
             report.notes.setdefault(reading.key, []).append(f"observe failed: {err}")
             return
+        # the limits the controller set win over pods still off them (converged below)
+        cpu_l, cpu_r = self.state.limit_target.get(
+            (reading.key, "cpu"), (st.cpu_limit_millicores, st.cpu_request_millicores)
+        )
+        mem_l, mem_r = self.state.limit_target.get(
+            (reading.key, "memory"), (st.memory_limit_mib, st.memory_request_mib)
+        )
         observed = Observed(
             replicas=st.replicas,
             replicas_ready=m.replicas_ready,
-            cpu_limit_millicores=st.cpu_limit_millicores,
-            cpu_request_millicores=st.cpu_request_millicores,
-            memory_limit_mib=st.memory_limit_mib,
-            memory_request_mib=st.memory_request_mib,
+            cpu_limit_millicores=cpu_l,
+            cpu_request_millicores=cpu_r,
+            memory_limit_mib=mem_l,
+            memory_request_mib=mem_r,
             memory_working_set_mib=m.memory_working_set_mib,
         )
         bounds = self.config.bounds_for(proposal.namespace, proposal.service)
         actions, notes = plan_service(proposal, observed, bounds, self.config, self.state, now)
         if notes:
             report.notes[reading.key] = notes
+        targets = {
+            knob: self.state.limit_target[(reading.key, knob)]
+            for knob in ("cpu", "memory")
+            if (reading.key, knob) in self.state.limit_target
+        }
+        actions += converge_new_pods(
+            proposal.namespace, proposal.service, st.pod_resources, targets,
+            planned=(a.knob for a in actions),
+        )  # fmt: skip
         for action in actions:
             if notes:
                 action = Action(
@@ -326,7 +349,7 @@ class Controller:
             if outcome.result == "failed":
                 self.metrics.errors.labels("kubernetes").inc()
             if outcome.result == "applied":
-                self.state.record_change(reading.key, action.knob, now)
+                self.state.record_change(reading.key, action, now)
             report.actions.append((action, outcome.result))
 
     # ------------------------------------------------------------------ forever

@@ -11,6 +11,18 @@ cpu / memory limits: allowlist -> bounds -> (memory) not below the working set -
 without ready pods -> step ratio -> dead band -> cooldown -> no-op; the request follows the
 limit with the decision's request/limit ratio (so the pod's QoS class is kept).
 
+**Cooldowns hold decreases and reversals, not a continued increase** (as the HPA, whose
+scale-up has no stabilisation window): after a change of a knob, the next change of the same
+knob waits ``cooldown_<knob>_s`` unless both go up. A rising load is then followed every sync,
+each step still bounded by ``max_replica_step`` / ``max_limit_step_ratio``; what the cooldown
+prevents is flapping and a fast scale-in.
+
+New pods: in-place resize changes running pods only, so pods the Deployment creates later start
+with the template's limits; :func:`converge_new_pods` resizes them to the limits the controller
+last applied (source ``converge``; no cooldown, the service's limit does not change). The
+targets live in :class:`SafetyState`, so after a controller restart pods converge from the next
+limit change on.
+
 Dry run is not a rule here: the plan is the same, and :mod:`drpc.controller.apply` writes
 nothing.
 """
@@ -39,6 +51,8 @@ __all__ = [
     "limit_ratio_step",
     "within_dead_band",
     "in_cooldown",
+    "continues_increase",
+    "converge_new_pods",
     "stabilize_scale_down",
     "keep_cpu_capacity",
     "no_scale_down_without_ready_pods",
@@ -48,7 +62,7 @@ __all__ = [
 ]
 
 Knob = Literal["replicas", "cpu", "memory"]
-Source = Literal["policy", "fallback", "hold"]
+Source = Literal["policy", "fallback", "hold", "converge"]
 KNOBS: tuple[Knob, ...] = ("replicas", "cpu", "memory")
 
 
@@ -110,6 +124,10 @@ class SafetyState:
     """Service -> ``(time_s, replicas)`` recommendations inside the stabilisation window."""
     last_change_s: dict[tuple[str, str], float] = field(default_factory=dict)
     """``(service, knob)`` -> time of the last applied change (s)."""
+    last_change_up: dict[tuple[str, str], bool] = field(default_factory=dict)
+    """``(service, knob)`` -> whether that change was an increase."""
+    limit_target: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    """``(service, "cpu"|"memory")`` -> the (limit, request) the controller last applied."""
 
     def record_recommendation(self, key: str, now_s: float, replicas: int, window_s: float) -> None:
         """Keep ``replicas`` and forget recommendations older than ``window_s``."""
@@ -117,9 +135,17 @@ class SafetyState:
         kept.append((now_s, replicas))
         self.recommendations[key] = kept
 
-    def record_change(self, key: str, knob: str, now_s: float) -> None:
-        """Start ``knob``'s cooldown for ``key`` (called once a change is applied)."""
-        self.last_change_s[(key, knob)] = now_s
+    def record_change(self, key: str, action: Action, now_s: float) -> None:
+        """Remember an applied ``action`` of service ``key``: start its knob's cooldown (not for
+        a ``converge`` action, which changes no service-level value) and, for cpu/memory, the
+        limit and request new pods are resized to."""
+        if action.knob in ("cpu", "memory"):
+            request = action.new_request if action.new_request is not None else action.new
+            self.limit_target[(key, action.knob)] = (float(action.new), float(request))
+        if action.source == "converge":
+            return
+        self.last_change_s[(key, action.knob)] = now_s
+        self.last_change_up[(key, action.knob)] = float(action.new) > float(action.old)
 
 
 # ---------------------------------------------------------------------------------- the rules
@@ -147,6 +173,52 @@ def limit_ratio_step(current: float, desired: float, max_ratio: float) -> float:
     )
 
 
+def converge_new_pods(
+    namespace: str,
+    service: str,
+    pod_resources: Sequence[tuple[float, float, float, float]],
+    targets: dict[str, tuple[float, float]],
+    planned: Iterable[str],
+) -> list[Action]:
+    """Resize pods whose sized container differs from the limits the controller last applied.
+
+    In-place resize changes running pods only: a pod the Deployment creates later (a scale-up,
+    a restart) starts with the template's limits, while the snapshot's ``max`` over pods shows
+    the resized value, so the policy would count capacity that is not there. One action per
+    knob (``cpu``/``memory``) that has a target in ``targets`` (``knob -> (limit, request)``),
+    no action planned this sync (``planned``) and a pod off it; its ``old`` is the smallest
+    such pod's limit, ``new`` the target. No cooldown or step limit: the service's limit does
+    not change."""
+    column = {"cpu": (0, 1), "memory": (2, 3)}
+    planned = set(planned)
+    actions = []
+    for knob, (limit, request) in targets.items():
+        if knob in planned:
+            continue
+        li, ri = column[knob]
+        behind = [
+            r
+            for r in pod_resources
+            if round(r[li]) != round(limit) or round(r[ri]) != round(request)
+        ]
+        if behind:
+            actions.append(
+                Action(
+                    namespace,
+                    service,
+                    knob,
+                    min(r[li] for r in behind),
+                    limit,  # type: ignore[arg-type]
+                    "converge",
+                    f"{len(behind)} pod(s) off the service's {knob} limit "
+                    "(started from the template): resized",
+                    new_request=request,
+                    old_request=min(r[ri] for r in behind),
+                )  # fmt: skip
+            )
+    return actions
+
+
 def within_dead_band(current: float, desired: float, min_ratio: float) -> bool:
     """Whether ``|desired - current| < min_ratio x current`` (too small to be worth a change)."""
     return abs(desired - current) < min_ratio * abs(current)
@@ -155,6 +227,11 @@ def within_dead_band(current: float, desired: float, min_ratio: float) -> bool:
 def in_cooldown(last_change_s: float | None, now_s: float, cooldown_s: float) -> bool:
     """Whether a change at ``last_change_s`` (None: never) is less than ``cooldown_s`` ago."""
     return last_change_s is not None and now_s - last_change_s < cooldown_s
+
+
+def continues_increase(last_was_up: bool | None, old: float, new: float) -> bool:
+    """Whether ``old -> new`` is an increase right after an increase (no cooldown applies)."""
+    return bool(last_was_up) and new > old
 
 
 def stabilize_scale_down(
@@ -248,7 +325,9 @@ def plan_service(
     if not namespace_allowed(proposal.namespace, config.namespaces):
         return [], [f"refused: namespace {proposal.namespace!r} is not in the allowlist"]
 
-    def cooling(knob: str) -> bool:
+    def cooling(knob: str, old: float, new: float) -> bool:
+        if continues_increase(state.last_change_up.get((key, knob)), old, new):
+            return False
         last = state.last_change_s.get((key, knob))
         if in_cooldown(last, now_s, config.cooldown_s(knob)):
             assert last is not None
@@ -287,7 +366,7 @@ def plan_service(
         stepped = float(round(clamp_to_bounds(stepped, lo, hi)))
         if within_dead_band(old_limit, stepped, config.min_limit_change_ratio):
             continue
-        if cooling(knob):
+        if cooling(knob, old_limit, stepped):
             continue
         new_request = request_keeping_ratio(request, limit, stepped, old_request, old_limit)
         actions.append(
@@ -341,7 +420,7 @@ def plan_service(
             notes.append(f"replicas: step limited {guarded} -> {stepped}")
         # the current count may itself be out of bounds (set by hand): bounds win
         final = int(clamp_to_bounds(stepped, bounds.min_replicas, bounds.max_replicas))
-        if final != current and not cooling("replicas"):
+        if final != current and not cooling("replicas", current, final):
             actions.append(
                 Action(
                     proposal.namespace,

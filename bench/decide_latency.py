@@ -11,7 +11,9 @@ loopback HTTP (keep-alive):
 * ``burst``: ``--burst-threads`` clients x ``--burst-per-thread`` requests at once, per app.
 
 Writes ``bench/results/decide_latency.json`` with ``p99_ratio`` = p99(decide) / p99(no-op)
-(target <= 1.5).
+(target <= 1.5). The app calls its NodeAgents over Serve's gRPC transport (``agent_transport``,
+the default); ``--compare-transport`` also measures, interleaved with the other two, the same
+app calling them as Ray actors with results through the object store.
 
     .venv/bin/python bench/decide_latency.py [--sizes 100 1000] [--requests 200]
 """
@@ -139,7 +141,7 @@ def measure(size: int, root: Path, base: str, args: argparse.Namespace) -> dict:
     body = json.dumps(snap).encode()
     common = {"token": TOKEN, "ingress_num_cpus": 0.1, "agent_num_cpus": 0.1}
     serve.run(
-        build_app({"checkpoint": str(folder), **common}),
+        build_app({"checkpoint": str(folder), **common}),  # default transport: gRPC
         name=f"decide{size}",
         route_prefix=f"/d{size}",
     )
@@ -149,14 +151,21 @@ def measure(size: int, root: Path, base: str, args: argparse.Namespace) -> dict:
         route_prefix=f"/n{size}",
     )
     urls = {"decide": f"{base}/d{size}/v1/decide", "noop": f"{base}/n{size}/v1/decide"}
+    if args.compare_transport:  # the same app with ingress -> agent calls through Ray actors
+        serve.run(
+            build_app({"checkpoint": str(folder), **common, "agent_transport": "object_ref"}),
+            name=f"objref{size}",
+            route_prefix=f"/o{size}",
+        )
+        urls["decide_object_ref"] = f"{base}/o{size}/v1/decide"
     sizes = {}
     with requests.Session() as s:
         for name, url in urls.items():  # warm-up (first calls build routes, caches)
             for _ in range(args.warmup):
                 timed_post(s, url, body)
             sizes[name] = len(s.post(url, data=body, headers=HEADERS, timeout=60).content)
-        seq = {"decide": [], "noop": []}
-        wall = {"decide": 0.0, "noop": 0.0}
+        seq: dict[str, list[float]] = {name: [] for name in urls}
+        wall = dict.fromkeys(urls, 0.0)
         for _ in range(args.requests):
             for name, url in urls.items():
                 t = timed_post(s, url, body)
@@ -176,6 +185,14 @@ def measure(size: int, root: Path, base: str, args: argparse.Namespace) -> dict:
     out["p50_ratio"] = round(s_["decide"]["p50_ms"] / s_["noop"]["p50_ms"], 3)
     b = out["burst"]
     out["burst_p99_ratio"] = round(b["decide"]["p99_ms"] / b["noop"]["p99_ms"], 3)
+    if "decide_object_ref" in s_:
+        out["object_ref_p99_ratio"] = round(
+            s_["decide_object_ref"]["p99_ms"] / s_["noop"]["p99_ms"], 3
+        )
+        out["object_ref_p50_ratio"] = round(
+            s_["decide_object_ref"]["p50_ms"] / s_["noop"]["p50_ms"], 3
+        )
+        serve.delete(f"objref{size}")
     serve.delete(f"decide{size}")
     serve.delete(f"noop{size}")
     return out
@@ -189,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--burst-threads", type=int, default=8)
     p.add_argument("--burst-per-thread", type=int, default=10)
     p.add_argument("--num-cpus", type=int, default=2)
+    p.add_argument(
+        "--compare-transport",
+        action="store_true",
+        help="also measure the app with agent_transport=object_ref, interleaved",
+    )
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
 
@@ -215,7 +237,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"{sq['decide']['p99_ms']:.1f} ms | no-op p50 {sq['noop']['p50_ms']:.1f} ms "
                     f"p99 {sq['noop']['p99_ms']:.1f} ms | p99 ratio {res['p99_ratio']:.2f} | "
                     f"burst {res['burst']['decide']['throughput_rps']:.0f} vs "
-                    f"{res['burst']['noop']['throughput_rps']:.0f} req/s",
+                    f"{res['burst']['noop']['throughput_rps']:.0f} req/s"
+                    + (
+                        f" | object_ref p50 {sq['decide_object_ref']['p50_ms']:.1f} ms p99 "
+                        f"{sq['decide_object_ref']['p99_ms']:.1f} ms"
+                        if "decide_object_ref" in sq
+                        else ""
+                    ),
                     flush=True,
                 )
     finally:
@@ -234,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             "nodes": 2,
             "students": "random init (latency does not depend on training)",
             "transport": "HTTP/1.1 keep-alive over loopback (requests)",
+            "ingress_to_agents": "Serve gRPC (agent_transport=grpc)",
             "sequential_requests": args.requests,
             "burst": f"{args.burst_threads} threads x {args.burst_per_thread}",
         },

@@ -114,6 +114,11 @@ class ServeArgs(BaseModel):
     ingress_replicas: int = Field(default=1, ge=1)
     ingress_num_cpus: float = Field(default=0.5, ge=0)
     agent_num_cpus: float = Field(default=0.25, ge=0)
+    agent_transport: Literal["grpc", "object_ref"] = Field(
+        default="grpc",
+        description="ingress -> NodeAgent calls: Serve's direct gRPC between replicas, or Ray "
+        "actor calls with results through the object store",
+    )
     noop_services: int = Field(default=100, ge=1, description="no-op app: decisions returned")
 
 
@@ -443,7 +448,8 @@ class DecideIngress:
 
         torch.set_num_threads(1)
         self.args = ServeArgs(**args)
-        self.agents = agents
+        by_reference = self.args.agent_transport == "object_ref"
+        self.agents = {n: h.options(_by_reference=by_reference) for n, h in agents.items()}
         self.metrics = _Metrics()
         token = os.environ.get(self.args.token_env) or self.args.token
         if not token and not self.args.insecure_no_auth:

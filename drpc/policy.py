@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -115,26 +115,52 @@ def _convert(raw: str, field, policy: str) -> Any:
 def make_policy(spec: str) -> Policy:
     """Build a policy from ``NAME``, ``NAME:key=value,key=value`` or a checkpoint folder: a
     ``drpc train`` run or its ``checkpoint/`` (:mod:`drpc.teacher.policy`), or a ``drpc distill``
-    student checkpoint (:mod:`drpc.imitation.policy`)."""
+    student checkpoint (:mod:`drpc.imitation.policy`), optionally ``FOLDER:utilization_scale=X``
+    (:class:`CheckpointParams`)."""
     _load_builtin()
     name, _, rest = spec.partition(":")
     name = name.strip()
     if name not in _REGISTRY and _looks_like_path(spec):
-        from drpc.imitation.checkpoint import is_student_checkpoint
-
-        if is_student_checkpoint(spec):
-            from drpc.imitation.policy import load_student_policy
-
-            return load_student_policy(spec)
-        from drpc.teacher.policy import load_policy
-
-        return load_policy(spec)
+        return _checkpoint_policy(spec)
     if name not in _REGISTRY:
         raise PolicyError(f"unknown policy {name!r} (known: {', '.join(sorted(_REGISTRY))})")
     factory, params_cls, _ = _REGISTRY[name]
     params = parse_params(rest, params_cls, name)
     policy = factory(params) if params_cls is not None else factory()
     policy.name = spec if rest else name
+    return policy
+
+
+@dataclass
+class CheckpointParams:
+    """Parameters of a checkpoint policy spec (``FOLDER:key=value``)."""
+
+    utilization_scale: float = 1.0
+    """Every learned CPU-utilisation set-point times this (0.9: 10% more headroom)."""
+
+
+def _checkpoint_policy(spec: str) -> Policy:
+    """A teacher or student checkpoint folder, with optional ``:utilization_scale=X``."""
+    from drpc.imitation.checkpoint import is_student_checkpoint
+
+    path, rest = spec, ""
+    if not Path(spec).exists() and ":" in spec:
+        path, _, rest = spec.rpartition(":")
+    params = parse_params(rest, CheckpointParams, path)
+    if is_student_checkpoint(path):
+        from drpc.imitation.policy import load_student_policy
+
+        policy: Any = load_student_policy(path)
+    else:
+        from drpc.teacher.policy import load_policy
+
+        policy = load_policy(path)
+    if params.utilization_scale != 1.0:
+        try:
+            policy.mapping = policy.mapping.with_utilization_scale(params.utilization_scale)
+        except ValueError as err:
+            raise PolicyError(f"policy {spec!r}: {err}") from None
+        policy.name = spec
     return policy
 
 

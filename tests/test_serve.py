@@ -191,6 +191,14 @@ def test_teacher_checkpoint_decides_in_process(tt_app):
     model = load_node_model(folder, TEACHER_NODE)
     decisions = policy.decide_local(Snapshot(**snapshot(tt_app)), {TEACHER_NODE: model})
     assert [d.service for d in decisions] == list(tt_app.names)
+    # the operator's margin: lower set-points, never fewer replicas; shown in /v1/policy
+    margin = ServedPolicy.load(folder, utilization_scale=0.5)
+    assert margin.info().utilization_scale == 0.5 and policy.info().utilization_scale == 1.0
+    wider = margin.decide_local(Snapshot(**snapshot(tt_app)), {TEACHER_NODE: model})
+    assert all(w.replicas >= d.replicas for w, d in zip(wider, decisions, strict=True))
+    assert sum(w.replicas for w in wider) > sum(d.replicas for d in decisions)
+    with pytest.raises(ValueError, match="utilization_scale must be in"):
+        ServedPolicy.load(folder, utilization_scale=3.0)
 
 
 def test_agent_placement_options():

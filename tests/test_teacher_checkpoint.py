@@ -160,6 +160,28 @@ def test_make_policy_routes_a_folder_to_the_teacher(exported):
         make_policy(str(run / "nope"))
 
 
+def test_utilization_scale_is_an_operator_margin_on_the_bundled_teacher():
+    from drpc.policy import PolicyError
+    from drpc.teacher.checkpoint import bundled_teacher
+
+    folder = str(bundled_teacher()["folder"])
+    base = make_policy(folder)
+    lo, hi = base.mapping.target_utilization_range
+    scaled = make_policy(f"{folder}:utilization_scale=0.7")
+    assert scaled.name == f"{folder}:utilization_scale=0.7"
+    assert scaled.mapping.target_utilization_range == pytest.approx((0.7 * lo, 0.7 * hi))
+    assert make_policy(f"{folder}:utilization_scale=1").mapping == base.mapping
+    for bad, says in (("0", "utilization_scale must be in"), ("2", "utilization_scale must be"),
+                      ("x", "expects float"), ("0.5,foo=1", "unknown parameter 'foo'")):  # fmt: skip
+        with pytest.raises(PolicyError, match=says):
+            make_policy(f"{folder}:utilization_scale={bad}")
+    # lower set-points, more pods: more CPU on the same load
+    sc = _short("default", 60)
+    cost = {x: run_policy(sc, make_policy(f"{folder}:utilization_scale={x}"), progress=False)
+            .summary["cpu_core_hours"] for x in (1.0, 0.7)}  # fmt: skip
+    assert cost[0.7] > cost[1.0], cost
+
+
 # -- in the harness -------------------------------------------------------------------------
 
 

@@ -34,6 +34,7 @@ first learn to stop its knobs from random-walking):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +91,20 @@ class ActionMapping:
             lo, hi = getattr(self, name)
             if not 0 < lo <= 1 <= hi:
                 raise ValueError(f"{name} must satisfy 0 < low <= 1 <= high, got {(lo, hi)}")
+
+    def with_utilization_scale(self, scale: float) -> ActionMapping:
+        """Target mode: every learned CPU-utilisation set-point times ``scale`` -- an operator's
+        margin on a trained policy, as one lowers the HPA's target (0.9: replicas sized for
+        10% more headroom than learned; 1: unchanged). The network is not touched."""
+        if self.mode != "target":
+            raise ValueError("utilization_scale applies to target-mode policies only")
+        lo, hi = self.target_utilization_range
+        if not (0 < scale and hi * scale <= 1):
+            raise ValueError(
+                f"utilization_scale must be in (0, {1 / hi:.3g}] (set-points up to {hi:g}), "
+                f"got {scale!r}"
+            )
+        return dataclasses.replace(self, target_utilization_range=(lo * scale, hi * scale))
 
 
 def _strength(a: np.ndarray, deadband: float) -> np.ndarray:

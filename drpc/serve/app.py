@@ -120,6 +120,11 @@ class ServeArgs(BaseModel):
         "actor calls with results through the object store",
     )
     noop_services: int = Field(default=100, ge=1, description="no-op app: decisions returned")
+    utilization_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="learned CPU-utilisation set-points times this (0.9: 10% more headroom)",
+    )
 
 
 def agent_name(node: str) -> str:
@@ -461,7 +466,10 @@ class DecideIngress:
         api.state.max_body_bytes = self.args.max_body_bytes
         api.state.metrics = self.metrics
         self.policy = ServedPolicy.load(
-            self.args.checkpoint or _default_checkpoint(), self.args.app, self.args.version
+            self.args.checkpoint or _default_checkpoint(),
+            self.args.app,
+            self.args.version,
+            self.args.utilization_scale,
         )
         self._check_nodes(self.policy)
         self.metrics.set_policy(self.policy.info())
@@ -476,19 +484,26 @@ class DecideIngress:
             )
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Hot reload (Serve ``user_config``: ``checkpoint``, optional ``app``, ``version``)."""
+        """Hot reload (Serve ``user_config``: ``checkpoint``, optional ``app``, ``version``,
+        ``utilization_scale``)."""
         path = (user_config or {}).get("checkpoint")
         if not path:
             return
         async with self._reload_lock:
             app = user_config.get("app", self.args.app)
             version = user_config.get("version")
+            scale = user_config.get("utilization_scale", self.args.utilization_scale)
             current = self.policy
-            if str(path) == current.path and checkpoint_checksum(path) == current.checksum:
+            same_scale = scale == current.utilization_scale
+            if (
+                str(path) == current.path
+                and checkpoint_checksum(path) == current.checksum
+                and same_scale
+            ):
                 return  # what is loaded (e.g. the first call, right after __init__)
             try:
-                new = await asyncio.to_thread(ServedPolicy.load, path, app, version)
-                if new.checksum == current.checksum and new.path == current.path:
+                new = await asyncio.to_thread(ServedPolicy.load, path, app, version, float(scale))
+                if new.checksum == current.checksum and new.path == current.path and same_scale:
                     return
                 self._check_nodes(new)
                 got = await asyncio.gather(*(self.agents[n].load.remote(path) for n in new.nodes))
@@ -624,7 +639,12 @@ def build_app(args: dict[str, Any] | None = None) -> Any:
     ingress = DecideIngress.options(
         num_replicas=parsed.ingress_replicas,
         ray_actor_options={"num_cpus": parsed.ingress_num_cpus},
-        user_config={"checkpoint": checkpoint, "app": parsed.app, "version": parsed.version},
+        user_config={
+            "checkpoint": checkpoint,
+            "app": parsed.app,
+            "version": parsed.version,
+            "utilization_scale": parsed.utilization_scale,
+        },
     )
     return ingress.bind(agents, parsed.model_dump())
 

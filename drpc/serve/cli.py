@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch-size", type=int, default=None, help="snapshots per agent batch")
     p.add_argument("--batch-wait-timeout-s", type=float, default=None)
     p.add_argument(
+        "--utilization-scale",
+        type=float,
+        default=None,
+        help="operator's margin: learned CPU-utilisation set-points times this (0.9: 10%% more "
+        "headroom; bench/teacher_vs_hpa.py --calibrate picks one per app on training windows)",
+    )
+    p.add_argument(
         "--placement",
         choices=("none", "label", "resource", "slot"),
         default=None,
@@ -110,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "max_batch_size": args.max_batch_size,
                     "batch_wait_timeout_s": args.batch_wait_timeout_s,
                     "placement": args.placement,
+                    "utilization_scale": args.utilization_scale,
                 }
             )
             serve.run(app, name=args.name, route_prefix="/")

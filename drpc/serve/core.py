@@ -187,6 +187,7 @@ class ServedPolicy:
     forecast: bool
     features: Any = field(repr=False)  # FeatureBuilder
     local: Any = field(repr=False, default=None)  # LocalObservation (students)
+    utilization_scale: float = 1.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _callers: Any = field(default=None, repr=False)
     _info_json: str | None = field(default=None, repr=False)
@@ -197,8 +198,11 @@ class ServedPolicy:
         path: str | os.PathLike[str],
         app: str | os.PathLike[str] | None = None,
         version: str | None = None,
+        utilization_scale: float = 1.0,
     ) -> ServedPolicy:
-        """Load and check checkpoint ``path`` (students or teacher) and its app."""
+        """Load and check checkpoint ``path`` (students or teacher) and its app;
+        ``utilization_scale`` multiplies the learned CPU-utilisation set-points
+        (:meth:`~drpc.rllib_env.actions.ActionMapping.with_utilization_scale`)."""
         from drpc.imitation.checkpoint import StudentCheckpointError, read_student_meta
         from drpc.imitation.local import LocalObservation
         from drpc.rllib_env.features import FeatureBuilder
@@ -225,6 +229,9 @@ class ServedPolicy:
         fb = FeatureBuilder(compiled, 15.0, bool(meta.get("forecast", True)))
         local = LocalObservation(compiled, fb.ctx.max_capacity_rps) if kind == "students" else None
         folder = Path(meta["folder"])
+        mapping = meta["action_mapping_obj"]
+        if utilization_scale != 1.0:
+            mapping = mapping.with_utilization_scale(utilization_scale)
         return cls(
             kind=kind,
             path=str(Path(path)),
@@ -233,8 +240,9 @@ class ServedPolicy:
             app=compiled,
             services=services,
             nodes=dict(nodes),
-            mapping=meta["action_mapping_obj"],
+            mapping=mapping,
             forecast=bool(meta.get("forecast", True)),
+            utilization_scale=float(utilization_scale),
             features=fb,
             local=local,
         )
@@ -249,6 +257,7 @@ class ServedPolicy:
             app=self.app.app.name,
             services=len(self.services),
             nodes=list(self.nodes),
+            utilization_scale=self.utilization_scale,
         )
 
     @property

@@ -143,6 +143,9 @@ class PolicyInfo(BaseModel):
     app: str
     services: int
     nodes: list[str]
+    utilization_scale: float = Field(
+        default=1.0, description="operator's margin: learned CPU-utilisation set-points times this"
+    )
 
 
 class DecideResponse(BaseModel):

@@ -283,6 +283,7 @@ def test_policy_checksum_matches_checkpoint(served, checkpoints):
         "app": "trainticket",
         "services": 49,
         "nodes": ["node-0", "node-1"],
+        "utilization_scale": 1.0,
     }
     assert served.get("/healthz").json()["checksum"] == digest
 

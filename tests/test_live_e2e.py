@@ -7,7 +7,8 @@ per simulated interval).
   the same scenario runs again with the controller in HPA-fallback-only mode (its policy URL
   points at a closed port, so ``drpc/baselines`` HPA rules decide replicas). The twin's own
   per-interval record counts SLO violations (an endpoint with traffic whose p99 is above its
-  SLO, as ``drpc evaluate`` counts them); DRPC's count must not exceed the HPA's.
+  SLO, as ``drpc evaluate`` counts them); DRPC's count must not exceed the HPA's. The Serve app
+  runs the students with an operator's margin (``UTILIZATION_SCALE``, see there).
 * **NodeAgent killed.** A ``NodeAgent-node-0`` replica actor is ``ray.kill``-ed mid-run: the
   controller falls back to the HPA rules while Serve restores it, then returns to the policy.
 * **Prometheus outage.** Prometheus is stopped: the controller holds (metric + audit line),
@@ -25,6 +26,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.parse
@@ -59,6 +61,13 @@ FLAT, RAMP, PLATEAU = 5, 28, 80
 plateau keeps the DRPC twin busy for the fault phases; only FLAT + RAMP intervals are scored)."""
 SCORED = FLAT + RAMP
 LOW, PEAK_UTILIZATION = 0.3, 0.9
+UTILIZATION_SCALE = 0.7
+"""The operator's margin the Serve app runs the students with (``utilization_scale``): at the
+learned set-points the students run close to the SLO near the top of this ramp (90% of the
+app's capacity at max replicas), and in 6 of 11 runs on the 2-core VM the live pipeline
+(rates over a window, a sync behind the twin) tipped them over in the last 6-8 ramp intervals
+(DRPC 6-9 violating intervals against the HPA's 7-8); offline the same students stay at
+p99/SLO <= 0.85 there."""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -233,7 +242,19 @@ class Run:
             "applied": sum(1 for r in self.reports for _, res in r.actions if res == "applied"),
             "mean_replicas": round(float(np.mean([h.replicas_desired.sum() for h in hist])), 1),
             "max_sync_s": round(max((r.duration_s for r in self.reports), default=0.0), 2),
+            "tail_notes": self.tail_notes(),
         }  # fmt: skip
+
+    def tail_notes(self, last: int = 8) -> dict[str, int]:
+        """How often each safety rule changed or held a decision in the last syncs (why a
+        policy could not do what it wanted at the top of the ramp)."""
+        counts: dict[str, int] = {}
+        for report in self.reports[-last:]:
+            for notes in report.notes.values():
+                for note in notes:  # "cpu: cooldown 12 s left" -> "cpu: cooldown s left"
+                    key = " ".join(re.sub(r"[\d.]+", "", note.split(" -> ")[0]).split())
+                    counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 @contextlib.contextmanager
@@ -310,7 +331,8 @@ def serve_url(ray_session, student_checkpoint):
         config = {"applications": [{
             "name": APP_NAME, "route_prefix": "/", "import_path": "drpc.serve.app:build_app",
             "args": {"checkpoint": str(student_checkpoint), "token": TOKEN,
-                     "ingress_num_cpus": 0.1, "agent_num_cpus": 0.1, "max_batch_size": 4},
+                     "ingress_num_cpus": 0.1, "agent_num_cpus": 0.1, "max_batch_size": 4,
+                     "utilization_scale": UTILIZATION_SCALE},
         }]}  # fmt: skip
         _get_global_client().deploy_apps(ServeDeploySchema(**config), _blocking=True)
         url = f"http://127.0.0.1:{port}"

@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from drpc.evaluate import run_policy
+    from drpc.policy import make_policy
     from drpc.teacher.policy import load_policy
     from drpc.train import TrainConfig, snapshot_policy, train
 
@@ -232,25 +233,20 @@ def main(argv: list[str] | None = None) -> int:
     per_scenario = dict(item.split("=", 1) for item in args.scenario_checkpoint)
     to_calibrate = dict(item.split("=", 1) for item in args.calibrate)
     scales = [float(x) for x in args.scales.split(",")]
-    checkpoint_of = {name: per_scenario.get(name, args.checkpoint or str(run.checkpoint))
-                     for name in args.scenario or SCENARIOS}  # fmt: skip
     result["scenarios"] = {}
     for name in args.scenario or SCENARIOS:
-        teacher = policy
-        if name in per_scenario:
-            teacher = load_policy(per_scenario[name], name="teacher")
+        checkpoint = per_scenario.get(name, args.checkpoint or str(run.checkpoint))
         calibration = None
         if name in to_calibrate:
-            from drpc.policy import make_policy
-
-            calibration = calibrate(to_calibrate[name], checkpoint_of[name], scales)
-            teacher = make_policy(
-                f"{checkpoint_of[name]}:utilization_scale={calibration['scale']:g}"
-            )
+            calibration = calibrate(to_calibrate[name], checkpoint, scales)
+        scale = calibration["scale"] if calibration else 1.0
+        teacher = policy
+        if name in per_scenario or scale != 1.0:
+            teacher = make_policy(f"{checkpoint}:utilization_scale={scale:g}")
             teacher.name = "teacher"
         row = compare(name, teacher)
         row["teacher_checkpoint"] = per_scenario.get(name, "the trained (or --checkpoint) teacher")
-        row["utilization_scale"] = calibration["scale"] if calibration else 1.0
+        row["utilization_scale"] = scale
         row["calibration"] = calibration
         result["scenarios"][name] = row
         t, h = row["policies"]["teacher"], row["policies"][row["best_hpa"]]

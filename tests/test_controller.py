@@ -9,11 +9,9 @@ outage (hold, reported) and its restart (resume).
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import subprocess
 import threading
-import urllib.parse
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -61,6 +59,7 @@ from drpc.controller.safety import (
 )
 from drpc.serve.schema import DecideResponse, Snapshot
 from drpc.twin.testing import (
+    FaultInjector,
     find_binary,
     free_port,
     load_cached_scenario,
@@ -468,48 +467,6 @@ def test_hpa_fallback_replicas():
 
 
 # -------------------------------------------------------------- Kubernetes side: the real twin
-
-
-class FaultInjector:
-    """Wraps the client's urllib3 pool: the next matching requests get an injected status,
-    optionally after forwarding the request to the twin (a write whose response was lost)."""
-
-    def __init__(self, api_client):
-        self.pool = api_client.rest_client.pool_manager
-        self.original = self.pool.request
-        self.pool.request = self.request
-        self.rules: list[list] = []
-        self.writes: list[tuple[str, str]] = []  # PATCH/PUT that reached the twin
-        self.injected: list[tuple[str, str, int]] = []
-
-    def add(self, method, path_suffix, status, *, forward=False, times=1):
-        self.rules.append([method, path_suffix, status, forward, times])
-
-    def request(self, method, url, *args, **kwargs):
-        path = urllib.parse.urlsplit(url).path
-        for rule in self.rules:
-            m, suffix, status, forward, times = rule
-            if times > 0 and method == m and path.endswith(suffix):
-                rule[4] -= 1
-                if forward:
-                    self.original(method, url, *args, **kwargs).drain_conn()
-                    self.writes.append((method, path))
-                self.injected.append((method, path, status))
-                body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                   "code": status, "reason": "Injected", "message": "injected"})  # fmt: skip
-                import urllib3
-
-                return urllib3.HTTPResponse(
-                    body=io.BytesIO(body.encode()), status=status, reason="Injected",
-                    headers={"Content-Type": "application/json"}, preload_content=False,
-                )  # fmt: skip
-        resp = self.original(method, url, *args, **kwargs)
-        if method in ("PATCH", "PUT", "POST"):
-            self.writes.append((method, path))
-        return resp
-
-    def restore(self):
-        self.pool.request = self.original
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,11 @@ Marked ``slow``; skipped without the ``prometheus`` binary. Run with ``-s`` to s
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import re
 import subprocess
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,9 +35,17 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-import yaml
 
-from drpc.twin.testing import find_binary, free_port, running_twin, wait_until
+from drpc.twin.testing import (
+    FaultInjector,
+    find_binary,
+    free_port,
+    running_twin,
+    start_prometheus,
+    stop_process,
+    wait_until,
+    write_prometheus_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -78,81 +84,21 @@ class FixedPortPrometheus:
     same address) scraping ``target`` every second."""
 
     def __init__(self, directory: Path, target: str):
-        self.directory, self.target = directory, target
+        self.directory = directory
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         directory.mkdir(parents=True, exist_ok=True)
-        conf = {
-            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-            "scrape_configs": [{"job_name": "twin", "static_configs": [{"targets": [target]}]}],
-        }
-        (directory / "prometheus.yml").write_text(yaml.safe_dump(conf))
+        self.config_path = write_prometheus_config(directory, [target])
 
     def start(self) -> None:
-        with open(self.directory / "log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [PROMETHEUS, f"--config.file={self.directory / 'prometheus.yml'}",
-                 f"--storage.tsdb.path={self.directory / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+        self.proc = start_prometheus(PROMETHEUS, self.config_path, self.directory, self.port)
         wait_until(lambda: requests.get(self.url + "/-/ready", timeout=2).ok, 30, 0.2, "prometheus")
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-class FaultInjector:
-    """Wraps the kube client's urllib3 pool (as tests/test_controller.py does): the next
-    matching requests get an injected status, optionally after forwarding the request to the
-    twin (a write whose response was lost). ``writes`` lists every PATCH/PUT/POST that reached
-    the twin."""
-
-    def __init__(self, api_client: Any):
-        self.pool = api_client.rest_client.pool_manager
-        self.original = self.pool.request
-        self.pool.request = self.request
-        self.rules: list[list] = []
-        self.writes: list[tuple[str, str]] = []
-        self.injected: list[tuple[str, str, int]] = []
-
-    def add(self, method: str, path_suffix: str, status: int, *, forward=False, times=1) -> None:
-        self.rules.append([method, path_suffix, status, forward, times])
-
-    def request(self, method, url, *args, **kwargs):
-        import urllib3
-
-        path = urllib.parse.urlsplit(url).path
-        for rule in self.rules:
-            m, suffix, status, forward, times = rule
-            if times > 0 and method == m and path.endswith(suffix):
-                rule[4] -= 1
-                if forward:
-                    self.original(method, url, *args, **kwargs).drain_conn()
-                    self.writes.append((method, path))
-                self.injected.append((method, path, status))
-                body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                   "code": status, "reason": "Injected", "message": "injected"})  # fmt: skip
-                return urllib3.HTTPResponse(
-                    body=io.BytesIO(body.encode()), status=status, reason="Injected",
-                    headers={"Content-Type": "application/json"}, preload_content=False,
-                )  # fmt: skip
-        resp = self.original(method, url, *args, **kwargs)
-        if method in ("PATCH", "PUT", "POST"):
-            self.writes.append((method, path))
-        return resp
-
-    def restore(self) -> None:
-        self.pool.request = self.original
+        if proc is not None:
+            stop_process(proc)
 
 
 def ramp_scenario(directory: Path):

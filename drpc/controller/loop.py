@@ -309,12 +309,13 @@ class Controller:
             report.notes.setdefault(reading.key, []).append(f"observe failed: {err}")
             return
         # the limits the controller set win over pods still off them (converged below)
-        cpu_l, cpu_r = self.state.limit_target.get(
-            (reading.key, "cpu"), (st.cpu_limit_millicores, st.cpu_request_millicores)
-        )
-        mem_l, mem_r = self.state.limit_target.get(
-            (reading.key, "memory"), (st.memory_limit_mib, st.memory_request_mib)
-        )
+        targets = {
+            knob: self.state.limit_target[(reading.key, knob)]
+            for knob in ("cpu", "memory")
+            if (reading.key, knob) in self.state.limit_target
+        }
+        cpu_l, cpu_r = targets.get("cpu", (st.cpu_limit_millicores, st.cpu_request_millicores))
+        mem_l, mem_r = targets.get("memory", (st.memory_limit_mib, st.memory_request_mib))
         observed = Observed(
             replicas=st.replicas,
             replicas_ready=m.replicas_ready,
@@ -328,11 +329,6 @@ class Controller:
         actions, notes = plan_service(proposal, observed, bounds, self.config, self.state, now)
         if notes:
             report.notes[reading.key] = notes
-        targets = {
-            knob: self.state.limit_target[(reading.key, knob)]
-            for knob in ("cpu", "memory")
-            if (reading.key, knob) in self.state.limit_target
-        }
         actions += converge_new_pods(
             proposal.namespace, proposal.service, st.pod_resources, targets,
             planned=(a.knob for a in actions),

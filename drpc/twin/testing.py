@@ -38,6 +38,10 @@ __all__ = [
     "find_binary",
     "Kubectl",
     "prometheus_server",
+    "write_prometheus_config",
+    "start_prometheus",
+    "stop_process",
+    "FaultInjector",
 ]
 
 T = TypeVar("T")
@@ -154,6 +158,58 @@ class Kubectl:
         return json.loads(self.run(*args, "-o", "json").stdout)
 
 
+def write_prometheus_config(
+    directory: Path, targets: list[str], scrape_interval_s: float = 1.0
+) -> Path:
+    """``directory/prometheus.yml`` scraping ``targets`` (``host:port``) every
+    ``scrape_interval_s``; returns its path."""
+    interval = f"{int(round(scrape_interval_s * 1000))}ms"
+    config = {
+        "global": {
+            "scrape_interval": interval,
+            "scrape_timeout": interval,
+            "evaluation_interval": interval,
+        },
+        "scrape_configs": [
+            {"job_name": "drpc-twin", "static_configs": [{"targets": list(targets)}]}
+        ],
+    }
+    config_path = directory / "prometheus.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    return config_path
+
+
+def start_prometheus(
+    binary: str, config_path: Path, directory: Path, port: int
+) -> subprocess.Popen:
+    """A Prometheus process on ``127.0.0.1:port`` with its storage in ``directory/data`` and
+    its log appended to ``directory/prometheus.log``."""
+    with open(directory / "prometheus.log", "ab") as log_file:
+        return subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={directory / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--storage.tsdb.retention.time=1h",
+                "--log.level=warn",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout_s``; waits for the exit."""
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout_s)
+
+
 @contextlib.contextmanager
 def prometheus_server(
     targets: list[str],
@@ -171,51 +227,20 @@ def prometheus_server(
         raise FileNotFoundError("prometheus not found")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    interval = f"{int(round(scrape_interval_s * 1000))}ms"
-    config = {
-        "global": {
-            "scrape_interval": interval,
-            "scrape_timeout": interval,
-            "evaluation_interval": interval,
-        },
-        "scrape_configs": [
-            {"job_name": "drpc-twin", "static_configs": [{"targets": list(targets)}]}
-        ],
-    }
-    config_path = directory / "prometheus.yml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path = write_prometheus_config(directory, targets, scrape_interval_s)
     last_error = ""
     for _attempt in range(3):  # the free port may be taken between probing and binding
         port = free_port()
-        log_path = directory / "prometheus.log"
-        with open(log_path, "wb") as log_file:
-            proc = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config_path}",
-                    f"--storage.tsdb.path={directory / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--storage.tsdb.retention.time=1h",
-                    "--log.level=warn",
-                ],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
+        proc = start_prometheus(binary, config_path, directory, port)
         url = f"http://127.0.0.1:{port}"
         try:
             ready = _wait_ready(proc, url, start_timeout_s)
             if ready:
                 yield url
                 return
-            last_error = log_path.read_text(errors="replace")[-2000:]
+            last_error = (directory / "prometheus.log").read_text(errors="replace")[-2000:]
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop_process(proc)
     raise RuntimeError(f"prometheus did not start: {last_error}")
 
 
@@ -235,3 +260,55 @@ def _wait_ready(proc: subprocess.Popen, url: str, timeout_s: float) -> bool:
             pass
         time.sleep(0.2)
     return False
+
+
+class FaultInjector:
+    """Wraps a ``kubernetes`` ApiClient's urllib3 pool: the next requests matching a rule get
+    an injected status, optionally after forwarding the request to the twin (a write whose
+    response was lost). ``writes`` lists every PATCH/PUT/POST that reached the twin,
+    ``injected`` every injected answer; :meth:`restore` unwraps the pool."""
+
+    def __init__(self, api_client: Any):
+        self.pool = api_client.rest_client.pool_manager
+        self.original = self.pool.request
+        self.pool.request = self.request
+        self.rules: list[list] = []
+        self.writes: list[tuple[str, str]] = []
+        self.injected: list[tuple[str, str, int]] = []
+
+    def add(
+        self, method: str, path_suffix: str, status: int, *, forward: bool = False, times: int = 1
+    ) -> None:
+        """Answer the next ``times`` ``method`` requests whose path ends with ``path_suffix``
+        with ``status`` (after forwarding them when ``forward``)."""
+        self.rules.append([method, path_suffix, status, forward, times])
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        import io
+        import json
+        import urllib.parse
+
+        import urllib3
+
+        path = urllib.parse.urlsplit(url).path
+        for rule in self.rules:
+            m, suffix, status, forward, times = rule
+            if times > 0 and method == m and path.endswith(suffix):
+                rule[4] -= 1
+                if forward:
+                    self.original(method, url, *args, **kwargs).drain_conn()
+                    self.writes.append((method, path))
+                self.injected.append((method, path, status))
+                body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                   "code": status, "reason": "Injected", "message": "injected"})  # fmt: skip
+                return urllib3.HTTPResponse(
+                    body=io.BytesIO(body.encode()), status=status, reason="Injected",
+                    headers={"Content-Type": "application/json"}, preload_content=False,
+                )  # fmt: skip
+        resp = self.original(method, url, *args, **kwargs)
+        if method in ("PATCH", "PUT", "POST"):
+            self.writes.append((method, path))
+        return resp
+
+    def restore(self) -> None:
+        self.pool.request = self.original

@@ -13,7 +13,10 @@ loopback HTTP (keep-alive):
 Writes ``bench/results/decide_latency.json`` with ``p99_ratio`` = p99(decide) / p99(no-op)
 (target <= 1.5). The app calls its NodeAgents over Serve's gRPC transport (``agent_transport``,
 the default); ``--compare-transport`` also measures, interleaved with the other two, the same
-app calling them as Ray actors with results through the object store.
+app calling them as Ray actors with results through the object store. Both apps run their
+replicas with ``replica_event_loop`` ``--event-loop`` (default ``main``: user code and outgoing
+calls on each replica's main event loop); ``--compare-event-loop`` also measures both apps
+with the other setting, interleaved.
 
     .venv/bin/python bench/decide_latency.py [--sizes 100 1000] [--requests 200]
 """
@@ -139,7 +142,12 @@ def measure(size: int, root: Path, base: str, args: argparse.Namespace) -> dict:
 
     folder, snap = make_checkpoint(size, root)
     body = json.dumps(snap).encode()
-    common = {"token": TOKEN, "ingress_num_cpus": 0.1, "agent_num_cpus": 0.1}
+    common = {
+        "token": TOKEN,
+        "ingress_num_cpus": 0.1,
+        "agent_num_cpus": 0.1,
+        "replica_event_loop": args.event_loop,
+    }
     serve.run(
         build_app({"checkpoint": str(folder), **common}),  # default transport: gRPC
         name=f"decide{size}",
@@ -158,6 +166,21 @@ def measure(size: int, root: Path, base: str, args: argparse.Namespace) -> dict:
             route_prefix=f"/o{size}",
         )
         urls["decide_object_ref"] = f"{base}/o{size}/v1/decide"
+    other_loop = "separate" if args.event_loop == "main" else "main"
+    if args.compare_event_loop:  # both apps again, replicas on the other event-loop setting
+        other = {**common, "replica_event_loop": other_loop}
+        serve.run(
+            build_app({"checkpoint": str(folder), **other}),
+            name=f"decideloop{size}",
+            route_prefix=f"/dl{size}",
+        )
+        serve.run(
+            build_noop_app({**other, "noop_services": size}),
+            name=f"nooploop{size}",
+            route_prefix=f"/nl{size}",
+        )
+        urls[f"decide_{other_loop}_loop"] = f"{base}/dl{size}/v1/decide"
+        urls[f"noop_{other_loop}_loop"] = f"{base}/nl{size}/v1/decide"
     sizes = {}
     with requests.Session() as s:
         for name, url in urls.items():  # warm-up (first calls build routes, caches)
@@ -193,6 +216,12 @@ def measure(size: int, root: Path, base: str, args: argparse.Namespace) -> dict:
             s_["decide_object_ref"]["p50_ms"] / s_["noop"]["p50_ms"], 3
         )
         serve.delete(f"objref{size}")
+    if args.compare_event_loop:
+        d, n = s_[f"decide_{other_loop}_loop"], s_[f"noop_{other_loop}_loop"]
+        out[f"{other_loop}_loop_p99_ratio"] = round(d["p99_ms"] / n["p99_ms"], 3)
+        out[f"{other_loop}_loop_p50_ratio"] = round(d["p50_ms"] / n["p50_ms"], 3)
+        serve.delete(f"decideloop{size}")
+        serve.delete(f"nooploop{size}")
     serve.delete(f"decide{size}")
     serve.delete(f"noop{size}")
     return out
@@ -210,6 +239,17 @@ def main(argv: list[str] | None = None) -> int:
         "--compare-transport",
         action="store_true",
         help="also measure the app with agent_transport=object_ref, interleaved",
+    )
+    p.add_argument(
+        "--event-loop",
+        choices=("main", "separate"),
+        default="main",
+        help="replica_event_loop of both apps (default: main, the app's default)",
+    )
+    p.add_argument(
+        "--compare-event-loop",
+        action="store_true",
+        help="also measure both apps with the other replica_event_loop, interleaved",
     )
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args(argv)
@@ -243,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"{sq['decide_object_ref']['p99_ms']:.1f} ms"
                         if "decide_object_ref" in sq
                         else ""
+                    )
+                    + "".join(
+                        f" | {k}: {v:.2f}" for k, v in res.items() if k.endswith("loop_p99_ratio")
                     ),
                     flush=True,
                 )
@@ -263,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             "students": "random init (latency does not depend on training)",
             "transport": "HTTP/1.1 keep-alive over loopback (requests)",
             "ingress_to_agents": "Serve gRPC (agent_transport=grpc)",
+            "replica_event_loop": args.event_loop,
             "sequential_requests": args.requests,
             "burst": f"{args.burst_threads} threads x {args.burst_per_thread}",
         },

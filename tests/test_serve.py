@@ -201,6 +201,45 @@ def test_teacher_checkpoint_decides_in_process(tt_app):
         ServedPolicy.load(folder, utilization_scale=3.0)
 
 
+def test_snapshot_order_and_optional_throughput_in_process(tt_app):
+    """The order reused between snapshots with the same names is right for a new order, and
+    never lets unknown services through; throughput_rps defaults to the rate per service."""
+    from drpc.serve.core import ServedPolicy, SnapshotError
+    from drpc.serve.schema import Snapshot
+
+    policy = ServedPolicy.load(bundled_teacher()["folder"])
+    body = snapshot(tt_app)
+    first = policy.observation(Snapshot(**body))
+    assert policy.observation(Snapshot(**body)).request_rate_rps.tolist() == (
+        first.request_rate_rps.tolist()
+    )
+    reversed_ = policy.observation(Snapshot(**dict(body, services=body["services"][::-1])))
+    np.testing.assert_array_equal(reversed_.cpu_usage_millicores, first.cpu_usage_millicores)
+    np.testing.assert_array_equal(first.throughput_rps, first.request_rate_rps)
+    services = [dict(s) for s in body["services"]]
+    services[0]["name"] = "not-a-service"
+    with pytest.raises(SnapshotError, match="unknown service"):
+        policy.observation(Snapshot(**dict(body, services=services)))
+    services = [dict(s) for s in body["services"]]
+    services[3]["throughput_rps"] = 7.5
+    obs = policy.observation(Snapshot(**dict(body, services=services)))
+    i = list(tt_app.names).index(services[3]["name"])
+    assert obs.throughput_rps[i] == 7.5
+    others = np.arange(len(tt_app.names)) != i
+    np.testing.assert_array_equal(obs.throughput_rps[others], obs.request_rate_rps[others])
+
+
+def test_replica_event_loop_sets_serve_switches():
+    from drpc.serve.app import ServeArgs, _agent_actor_options, _replica_env
+
+    flags = _agent_actor_options(ServeArgs(), "node-0")["runtime_env"]["env_vars"]
+    assert flags == {
+        "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+        "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+    }
+    assert _replica_env(ServeArgs(replica_event_loop="separate")) == {}
+
+
 def test_agent_placement_options():
     from drpc.serve.app import ServeArgs, _agent_actor_options
 

@@ -89,7 +89,9 @@ class TraceSpec(_Strict):
 
 
 class ClusterSpec(_Strict):
-    """Worker nodes; ``n_nodes: auto`` fits every service at max replicas with 15% spare."""
+    """Worker nodes; ``n_nodes: auto`` fits the requests of every service at max replicas with
+    15% spare, and has the CPU the app uses at its capacity (``CompiledApp.capacity_rps``), so
+    that a trace rescaled to a fraction of that capacity can be served at all."""
 
     n_nodes: int | Literal["auto"] = "auto"
     node_cpu_millicores: float = Field(default=16000.0, gt=0)
@@ -338,7 +340,14 @@ def _cluster_config(spec: ScenarioSpec, app: CompiledApp) -> ClusterConfig:
     if n_nodes == "auto":
         need_cpu = float((app.max_replicas * app.cpu_request_m0).sum()) / c.node_cpu_millicores
         need_mem = float((app.max_replicas * app.memory_request_mib0).sum()) / c.node_memory_mib
-        n_nodes = max(1, math.ceil(1.15 * max(need_cpu, need_mem)))
+        # with requests far below limits (e.g. DeathStarBench's 100m / 1000m) the requests
+        # alone give a cluster too small for the CPU the pods burn at the app's capacity
+        used_cpu_m = app.capacity_rps() * float((app.visits_per_request * app.cpu_s).sum()) * 1e3
+        n_nodes = max(
+            1,
+            math.ceil(1.15 * max(need_cpu, need_mem)),
+            math.ceil(used_cpu_m / c.node_cpu_millicores),
+        )
     return ClusterConfig(
         n_nodes=int(n_nodes),
         node_cpu_millicores=c.node_cpu_millicores,

@@ -148,39 +148,27 @@ def measure(size: int, root: Path, base: str, args: argparse.Namespace) -> dict:
         "agent_num_cpus": 0.1,
         "replica_event_loop": args.event_loop,
     }
-    serve.run(
-        build_app({"checkpoint": str(folder), **common}),  # default transport: gRPC
-        name=f"decide{size}",
-        route_prefix=f"/d{size}",
-    )
-    serve.run(
-        build_noop_app({**common, "noop_services": size}),
-        name=f"noop{size}",
-        route_prefix=f"/n{size}",
-    )
-    urls = {"decide": f"{base}/d{size}/v1/decide", "noop": f"{base}/n{size}/v1/decide"}
+    apps = {  # result key -> (Serve app, route prefix)
+        "decide": (build_app({"checkpoint": str(folder), **common}), f"/d{size}"),  # gRPC
+        "noop": (build_noop_app({**common, "noop_services": size}), f"/n{size}"),
+    }
     if args.compare_transport:  # the same app with ingress -> agent calls through Ray actors
-        serve.run(
-            build_app({"checkpoint": str(folder), **common, "agent_transport": "object_ref"}),
-            name=f"objref{size}",
-            route_prefix=f"/o{size}",
-        )
-        urls["decide_object_ref"] = f"{base}/o{size}/v1/decide"
+        by_ref = {"checkpoint": str(folder), **common, "agent_transport": "object_ref"}
+        apps["decide_object_ref"] = (build_app(by_ref), f"/o{size}")
     other_loop = "separate" if args.event_loop == "main" else "main"
     if args.compare_event_loop:  # both apps again, replicas on the other event-loop setting
         other = {**common, "replica_event_loop": other_loop}
-        serve.run(
+        apps[f"decide_{other_loop}_loop"] = (
             build_app({"checkpoint": str(folder), **other}),
-            name=f"decideloop{size}",
-            route_prefix=f"/dl{size}",
+            f"/dl{size}",
         )
-        serve.run(
+        apps[f"noop_{other_loop}_loop"] = (
             build_noop_app({**other, "noop_services": size}),
-            name=f"nooploop{size}",
-            route_prefix=f"/nl{size}",
+            f"/nl{size}",
         )
-        urls[f"decide_{other_loop}_loop"] = f"{base}/dl{size}/v1/decide"
-        urls[f"noop_{other_loop}_loop"] = f"{base}/nl{size}/v1/decide"
+    for key, (app, prefix) in apps.items():
+        serve.run(app, name=f"{key}{size}", route_prefix=prefix)
+    urls = {key: f"{base}{prefix}/v1/decide" for key, (_, prefix) in apps.items()}
     sizes = {}
     with requests.Session() as s:
         for name, url in urls.items():  # warm-up (first calls build routes, caches)
@@ -215,15 +203,12 @@ def measure(size: int, root: Path, base: str, args: argparse.Namespace) -> dict:
         out["object_ref_p50_ratio"] = round(
             s_["decide_object_ref"]["p50_ms"] / s_["noop"]["p50_ms"], 3
         )
-        serve.delete(f"objref{size}")
     if args.compare_event_loop:
         d, n = s_[f"decide_{other_loop}_loop"], s_[f"noop_{other_loop}_loop"]
         out[f"{other_loop}_loop_p99_ratio"] = round(d["p99_ms"] / n["p99_ms"], 3)
         out[f"{other_loop}_loop_p50_ratio"] = round(d["p50_ms"] / n["p50_ms"], 3)
-        serve.delete(f"decideloop{size}")
-        serve.delete(f"nooploop{size}")
-    serve.delete(f"decide{size}")
-    serve.delete(f"noop{size}")
+    for key in apps:
+        serve.delete(f"{key}{size}")
     return out
 
 

@@ -331,9 +331,6 @@ class ServedPolicy:
             ]
         cols = {name: table[:, j] for j, name in enumerate(_COLUMNS)}
 
-        def col(name: str, default: str | None = None) -> np.ndarray:
-            return cols[name]
-
         n = len(svcs)
         zeros = np.zeros(n)
         eps = snapshot.endpoints
@@ -351,32 +348,32 @@ class ServedPolicy:
             dtype=np.float64,
         )
         ep0 = np.zeros(len(eps))
-        p99 = col("latency_p99_ms")
+        p99 = cols["latency_p99_ms"]
         return Observation(
             time_s=float(snapshot.time_s),
             interval=0,
-            request_rate_rps=col("request_rate_rps"),
-            throughput_rps=col("throughput_rps", "request_rate_rps"),
-            error_rate=col("error_rate"),
+            request_rate_rps=cols["request_rate_rps"],
+            throughput_rps=cols["throughput_rps"],
+            error_rate=cols["error_rate"],
             latency_mean_ms=p99,
             latency_p50_ms=p99,
             latency_p95_ms=p99,
             latency_p99_ms=p99,
             queueing_delay_ms=zeros,
-            cpu_usage_millicores=col("cpu_usage_millicores"),
-            cpu_throttled_ratio=col("cpu_throttled_ratio"),
-            memory_working_set_mib=col("memory_working_set_mib"),
-            replicas_desired=col("replicas_desired"),
-            replicas_ready=col("replicas_ready"),
-            pods_pending=col("pods_pending"),
-            cpu_request_millicores=col("cpu_limit_millicores")
+            cpu_usage_millicores=cols["cpu_usage_millicores"],
+            cpu_throttled_ratio=cols["cpu_throttled_ratio"],
+            memory_working_set_mib=cols["memory_working_set_mib"],
+            replicas_desired=cols["replicas_desired"],
+            replicas_ready=cols["replicas_ready"],
+            pods_pending=cols["pods_pending"],
+            cpu_request_millicores=cols["cpu_limit_millicores"]
             * (app.cpu_request_m0 / app.cpu_limit_m0),
-            cpu_limit_millicores=col("cpu_limit_millicores"),
-            memory_request_mib=col("memory_limit_mib")
+            cpu_limit_millicores=cols["cpu_limit_millicores"],
+            memory_request_mib=cols["memory_limit_mib"]
             * (app.memory_request_mib0 / app.memory_limit_mib0),
-            memory_limit_mib=col("memory_limit_mib"),
+            memory_limit_mib=cols["memory_limit_mib"],
             oom_kills=zeros,
-            backlog_requests=col("backlog_requests"),
+            backlog_requests=cols["backlog_requests"],
             endpoint_rps=ep_rps,
             endpoint_error_rate=ep_err,
             endpoint_latency_mean_ms=ep_p99,

@@ -118,6 +118,29 @@ def compare(scenario_name: str, teacher_policy: Any, progress: bool = False) -> 
     }
 
 
+def train_overrides(items: list[str]) -> dict[str, Any]:
+    """``FIELD=VALUE`` items as TrainConfig keyword arguments (VALUE parsed as JSON if it can
+    be; lists become tuples); an unknown field is an error that lists the known ones."""
+    import dataclasses
+
+    from drpc.train import TrainConfig
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in known:
+            raise SystemExit(
+                f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(known)}"
+            )
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[name] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
 def probe_default(policy: Any) -> dict[str, float]:
     from drpc.evaluate import run_policy
     from drpc.scenario import load_scenario
@@ -137,6 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", action="append", help="evaluation scenarios")
     parser.add_argument("--checkpoint", help="evaluate this checkpoint instead of training")
     parser.add_argument("--train-out", help="keep the training run here (default: temporary)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a TrainConfig field for the training run, e.g. actor_lr=3e-4 "
+        "(VALUE is read as JSON, else as a string); repeat",
+    )
     parser.add_argument(
         "--scenario-checkpoint",
         action="append",
@@ -194,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             eval_scenarios=("default",),
             eval_baselines=(),
             progress=False,
+            **train_overrides(args.set),
         )
         curve: list[dict[str, Any]] = []
         last = {"probe_at": 0.0}
@@ -221,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         run = train(cfg, on_iteration=on_iteration)
         first = next((r for r in curve if r["beats_best_hpa"]), None)
         result["training"] = {
-            "command": f"drpc train --time-budget {args.time_budget:g} --seed {args.seed}",
+            "command": f"drpc train --time-budget {args.time_budget:g} --seed {args.seed}"
+            + "".join(
+                f" --{n.replace('_', '-')} {v}" for n, _, v in (i.partition("=") for i in args.set)
+            ),
             "config": json.loads((run.out / "train_config.json").read_text()),
             "train_wall_s": round(run.wall_s, 1),
             "env_steps": run.env_steps,

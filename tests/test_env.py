@@ -130,6 +130,27 @@ def test_bad_env_config_is_refused():
         ClusterEnv(scenarios=["sock-shop-azure-conv"], episode_intervals=500, forecast=False)
 
 
+def test_load_perturbations_spikes_outages_and_jumps():
+    from drpc.rllib_env.env import make_env_config, perturb_load
+
+    quiet = np.full((240, 3), 5.0)  # one simulated hour at 5 rps, peak 100 rps
+    rng = np.random.default_rng(0)
+    jumps = make_env_config(jumps_per_hour=6.0, jump_level=(0.4, 0.5), jump_intervals=(2, 2))
+    out = perturb_load(quiet, 15.0, jumps, rng, peak_rps=100.0)
+    risen = out[:, 0] > 5.0
+    assert risen.any() and not risen.all()
+    assert np.all((out[risen] >= 40.0) & (out[risen] <= 50.0))  # to 40-50% of the peak
+    assert np.array_equal(quiet, np.full((240, 3), 5.0))  # the input is not changed
+    outages = make_env_config(outages_per_hour=6.0, outage_intervals=(3, 3))
+    out = perturb_load(quiet, 15.0, outages, np.random.default_rng(0))
+    assert (out == 0.0).any() and set(np.unique(out)) <= {0.0, 5.0}
+    assert perturb_load(quiet, 15.0, make_env_config(), rng) is quiet  # nothing asked
+    with pytest.raises(ValueError, match="jump_level"):
+        make_env_config(jump_level=(0.6, 0.2))
+    with pytest.raises(ValueError, match="jumps_per_hour"):
+        make_env_config(jumps_per_hour=-1.0)
+
+
 def test_multi_agent_view_one_agent_per_deployment():
     from drpc.rllib_env.multi_agent import LOCAL_FEATURES, ClusterMultiAgentEnv
 

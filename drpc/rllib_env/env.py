@@ -59,6 +59,15 @@ class EnvConfig:
     once (the thundering herd after an upstream outage; evaluation days have them)."""
     outage_intervals: tuple[int, int] = (8, 30)
     """An outage lasts a number of intervals drawn uniformly from this range (inclusive)."""
+    jumps_per_hour: float = 0.0
+    """Random load jumps per simulated hour: the load rises at once to at least a level drawn
+    from ``jump_level`` (a fraction of the scenario's peak) and stays there a few intervals, a
+    flash crowd that arrives after a quiet spell (the evaluation days have them: 5-20x within
+    one 15 s interval). Spikes multiply the load, so from a quiet spell they stay small."""
+    jump_level: tuple[float, float] = (0.2, 0.6)
+    """A jump's level as a fraction of the scenario's peak rate, drawn uniformly."""
+    jump_intervals: tuple[int, int] = (1, 8)
+    """A jump lasts a number of intervals drawn uniformly from this range (inclusive)."""
     warm_start_utilization: float = 0.6
     """Initial replicas serve the first interval's load at this CPU utilisation."""
     forecast: bool = True
@@ -75,8 +84,16 @@ class EnvConfig:
             raise ValueError("EnvConfig.scenarios: give at least one scenario")
         if self.episode_intervals < 1:
             raise ValueError("EnvConfig.episode_intervals must be >= 1")
-        if self.spikes_per_hour < 0 or self.outages_per_hour < 0:
-            raise ValueError("EnvConfig.spikes_per_hour and outages_per_hour must be >= 0")
+        if min(self.spikes_per_hour, self.outages_per_hour, self.jumps_per_hour) < 0:
+            raise ValueError(
+                "EnvConfig.spikes_per_hour, outages_per_hour and jumps_per_hour must be >= 0"
+            )
+        j_lo, j_hi = self.jump_level
+        if not (0 < j_lo <= j_hi and 1 <= self.jump_intervals[0] <= self.jump_intervals[1]):
+            raise ValueError(
+                "EnvConfig.jump_level must satisfy 0 < low <= high and jump_intervals "
+                f"1 <= low <= high, got {self.jump_level}, {self.jump_intervals}"
+            )
         if not 1 <= self.outage_intervals[0] <= self.outage_intervals[1]:
             raise ValueError(
                 f"EnvConfig.outage_intervals: 1 <= low <= high, got {self.outage_intervals}"
@@ -107,7 +124,14 @@ def make_env_config(data: Mapping[str, Any] | EnvConfig | None = None, **overrid
         raw["scenarios"] = (raw["scenarios"],)
     if "scenarios" in raw:
         raw["scenarios"] = tuple(raw["scenarios"])
-    for key in ("load_scale", "spike_factor", "spike_intervals", "outage_intervals"):
+    for key in (
+        "load_scale",
+        "spike_factor",
+        "spike_intervals",
+        "outage_intervals",
+        "jump_level",
+        "jump_intervals",
+    ):
         if key in raw:
             raw[key] = tuple(raw[key])
     if isinstance(raw.get("reward"), Mapping):
@@ -122,21 +146,32 @@ def make_env_config(data: Mapping[str, Any] | EnvConfig | None = None, **overrid
 
 
 def perturb_load(
-    load: np.ndarray, interval_s: float, cfg: EnvConfig, rng: np.random.Generator
+    load: np.ndarray,
+    interval_s: float,
+    cfg: EnvConfig,
+    rng: np.random.Generator,
+    peak_rps: float | None = None,
 ) -> np.ndarray:
-    """``load`` (intervals, substeps) with random spikes and outages overlaid (see EnvConfig)."""
-    if cfg.spikes_per_hour <= 0 and cfg.outages_per_hour <= 0:
+    """``load`` (intervals, substeps) with random spikes, outages and jumps overlaid (see
+    EnvConfig); jumps rise to a fraction of ``peak_rps`` (default: the peak of ``load``)."""
+    if max(cfg.spikes_per_hour, cfg.outages_per_hour, cfg.jumps_per_hour) <= 0:
         return load
     hours = load.shape[0] * interval_s / 3600.0
+    peak = float(load.max()) if peak_rps is None else peak_rps
     out = load.copy()
-    for rate, (lo, hi), factor in (
-        (cfg.spikes_per_hour, cfg.spike_intervals, lambda: rng.uniform(*cfg.spike_factor)),
-        (cfg.outages_per_hour, cfg.outage_intervals, lambda: 0.0),
-    ):
+
+    def windows(rate: float, lengths: tuple[int, int]):
         for _ in range(int(rng.poisson(rate * hours)) if rate > 0 else 0):
-            length = int(rng.integers(lo, hi + 1))
+            length = int(rng.integers(lengths[0], lengths[1] + 1))
             start = int(rng.integers(0, max(1, load.shape[0] - length + 1)))
-            out[start : start + length] *= factor()
+            yield slice(start, start + length)
+
+    for span in windows(cfg.spikes_per_hour, cfg.spike_intervals):
+        out[span] *= rng.uniform(*cfg.spike_factor)
+    for span in windows(cfg.outages_per_hour, cfg.outage_intervals):
+        out[span] = 0.0
+    for span in windows(cfg.jumps_per_hour, cfg.jump_intervals):
+        out[span] = np.maximum(out[span], rng.uniform(*cfg.jump_level) * peak)
     return out
 
 
@@ -183,7 +218,9 @@ class ClusterEnv(gym.Env):
         start = int(rng.integers(0, span + 1)) if cfg.random_start else 0
         scale = float(rng.uniform(*cfg.load_scale))
         load = sc.load_rps[start : start + cfg.episode_intervals] * scale
-        load = perturb_load(load, sc.config.interval_s, cfg, rng)
+        load = perturb_load(
+            load, sc.config.interval_s, cfg, rng, peak_rps=float(sc.load_rps.max()) * scale
+        )
         app = dataclasses.replace(
             sc.app,
             replicas0=warm_start_replicas(

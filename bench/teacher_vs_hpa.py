@@ -263,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
             "probe_curve": curve,
             "first_beats_best_hpa_train_s": first["train_s"] if first else None,
             "best_hpa_default": hpa_default,
+            # the snapshots scored on the validation day, and which one was exported
+            "validation": json.loads((run.out / "train_summary.json").read_text()).get(
+                "validation"
+            ),
         }
         policy = load_policy(run.checkpoint, name="teacher")
     per_scenario = dict(item.split("=", 1) for item in args.scenario_checkpoint)

@@ -1,0 +1,58 @@
+"""The teacher benchmarks' helpers: training overrides and the reliability table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_overrides_parse_json_and_refuse_unknown_fields():
+    bench = _load("teacher_vs_hpa")
+    got = bench.train_overrides(
+        ["actor_lr=1e-4", 'env_config={"jumps_per_hour": 2}', "hidden=[32]"]
+    )
+    assert got == {"actor_lr": 1e-4, "env_config": {"jumps_per_hour": 2}, "hidden": (32,)}
+    assert bench.train_overrides(["validation_scenario=val-trainticket-nasa"]) == {
+        "validation_scenario": "val-trainticket-nasa"
+    }
+    with pytest.raises(SystemExit, match="colour"):
+        bench.train_overrides(["colour=blue"])
+
+
+def test_reliability_table_reads_the_committed_runs(tmp_path):
+    table = _load("teacher_reliability")
+    runs = sorted((ROOT / "bench" / "results" / "reliability").glob("*.json"))
+    assert runs
+    out = tmp_path / "table.json"
+    assert table.main([*map(str, runs), "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert len(data["runs"]) == len(runs)
+    for row in data["runs"]:
+        beats = (
+            row["teacher_violating_intervals"] < row["hpa_violating_intervals"]
+            and row["teacher_cpu_core_hours"] <= row["hpa_cpu_core_hours"]
+        )
+        assert row["beats_best_hpa"] == beats, row["file"]
+    defaults = [r for r in data["runs"] if not r["settings"]]
+    assert defaults and all(r["file"].startswith("defaults") for r in defaults)
+    assert sum(s["runs"] for s in data["by_settings"]) == len(runs)
+
+
+def test_reliability_table_refuses_a_result_without_training(tmp_path):
+    table = _load("teacher_reliability")
+    bad = tmp_path / "eval_only.json"
+    bad.write_text(json.dumps({"scenarios": {"default": {}}}))
+    with pytest.raises(SystemExit, match="eval_only.json"):
+        table.main([str(bad)])

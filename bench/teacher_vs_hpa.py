@@ -4,7 +4,9 @@
     python bench/teacher_vs_hpa.py --checkpoint drpc/data/teacher --out x.json   # evaluate only
 
 1. Trains the teacher with :func:`drpc.train.train` (the same code as ``drpc train``; the
-   settings are recorded in the JSON) for ``--time-budget`` seconds of training wall-clock.
+   settings are recorded in the JSON) for ``--time-budget`` seconds of training wall-clock;
+   ``--set FIELD=VALUE`` changes a :class:`~drpc.train.TrainConfig` field (e.g.
+   ``--set actor_lr=1e-4 --set 'env_config={"jumps_per_hour": 2}'``).
    Every ``--probe-every`` seconds of training it evaluates, on the default scenario, the
    actor that training would export if stopped then (the best snapshot so far on the
    training-split validation scenario; probe time is not training time) and records when it
@@ -30,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -255,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         result["training"] = {
             "command": f"drpc train --time-budget {args.time_budget:g} --seed {args.seed}"
             + "".join(
-                f" --{n.replace('_', '-')} {v}" for n, _, v in (i.partition("=") for i in args.set)
+                f" --{n.replace('_', '-')} {shlex.quote(v)}"
+                for n, _, v in (i.partition("=") for i in args.set)
             ),
             "config": json.loads((run.out / "train_config.json").read_text()),
             "train_wall_s": round(run.wall_s, 1),

@@ -324,6 +324,12 @@ def _add_train_parser(sub) -> None:
     hp.add_argument("--gamma", type=float, default=d.gamma)
     hp.add_argument("--actor-lr", type=float, default=d.actor_lr)
     hp.add_argument("--critic-lr", type=float, default=d.critic_lr)
+    hp.add_argument(
+        "--actor-anchor-weight",
+        type=float,
+        default=d.actor_anchor_weight,
+        help="TD3: pull of the actor toward its slowly moving target copy (0: plain TD3)",
+    )
     hp.add_argument("--exploration-noise", type=float, default=d.exploration_noise)
     hp.add_argument("--learning-starts", type=int, default=d.learning_starts)
     hp.add_argument("--updates-per-env-step", type=float, default=d.updates_per_env_step)
@@ -395,6 +401,7 @@ def _cmd_train(args) -> int:
         gamma=args.gamma,
         actor_lr=args.actor_lr,
         critic_lr=args.critic_lr,
+        actor_anchor_weight=args.actor_anchor_weight,
         exploration_noise=args.exploration_noise,
         learning_starts=args.learning_starts,
         updates_per_env_step=args.updates_per_env_step,

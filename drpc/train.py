@@ -105,6 +105,8 @@ class TrainConfig:
     """TD3 actor learning rate."""
     critic_lr: float = 1e-3
     """TD3 critic learning rate."""
+    actor_anchor_weight: float = 0.0
+    """TD3: trust region pulling the actor toward its target copy (``TD3Config``'s; 0: none)."""
     exploration_noise: float = 0.05
     """TD3 Gaussian exploration noise (fraction of the action range)."""
     learning_starts: int = 1000
@@ -244,6 +246,7 @@ def build_algorithm_config(cfg: TrainConfig):
             actor_update_starts=cfg.actor_update_starts if warm else 0,
             actor_lr=cfg.actor_lr,
             critic_lr=cfg.critic_lr,
+            actor_anchor_weight=cfg.actor_anchor_weight,
             exploration_noise=cfg.exploration_noise,
             num_steps_sampled_before_learning_starts=cfg.learning_starts,
             updates_per_env_step=cfg.updates_per_env_step,

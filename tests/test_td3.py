@@ -204,6 +204,29 @@ def test_actor_loss_leaves_critic_gradients_alone(learner):
         torch.testing.assert_close(both[pid], grad)
 
 
+def test_actor_anchor_adds_a_pull_toward_the_target_actor(learner):
+    td3 = learner(policy_frequency=1, policy_noise=0.0, actor_anchor_weight=2.0)
+    module = td3.module[DEFAULT_MODULE_ID]
+    with torch.no_grad():  # move the target actor away, so the pull is not zero
+        for p in module.actor_target.parameters():
+            p.add_(0.3)
+    batch = {
+        k: torch.as_tensor(v) for k, v in random_batch().policy_batches[DEFAULT_MODULE_ID].items()
+    }
+    total = td3.compute_loss_for_module(
+        module_id=DEFAULT_MODULE_ID, config=td3.config, batch=batch, fwd_out={}
+    )
+    obs = batch[Columns.OBS]
+    pi = module.pi(obs)
+    q1_pi, _ = module.q(obs, pi)
+    drift = ((pi - module.pi_target(obs)) / module.action_scale).pow(2).mean()
+    assert drift > 0
+    actor = -q1_pi.mean() / q1_pi.abs().mean() + 2.0 * drift
+    torch.testing.assert_close(total, critic_loss(module, batch) + actor)
+    with pytest.raises(ValueError, match="actor_anchor_weight"):
+        tiny_config(actor_anchor_weight=-1.0).validate()
+
+
 def critic_loss(module: TD3TorchRLModule, batch: dict) -> torch.Tensor:
     """TD3's critic loss written out, without smoothing noise, gamma 0.99."""
     with torch.no_grad():

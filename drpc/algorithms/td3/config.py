@@ -81,6 +81,10 @@ class TD3Config(AlgorithmConfig):
         self.actor_update_starts: int = 0
         """Critic updates before the first actor update (lets the critics learn the value of
         a warm-started actor before its gradient moves it)."""
+        self.actor_anchor_weight: float = 0.0
+        """Trust region for the actor (0: plain TD3): its loss becomes
+        ``-Q1(s, mu(s)) / mean|Q1| + w * mean((mu(s) - mu'(s))^2)`` in action half-ranges, a
+        pull toward the slowly moving target actor mu', so no update jumps far from it."""
         self.component_rewards_key: str | None = None
         """Info key of per-component rewards (K,) that sum to the reward. With a module
         that has ``q_components`` (e.g. DRPC's per-service teacher), each critic component
@@ -118,6 +122,7 @@ class TD3Config(AlgorithmConfig):
         num_steps_sampled_before_learning_starts: int | None = NotProvided,
         random_warmup: bool | None = NotProvided,
         actor_update_starts: int | None = NotProvided,
+        actor_anchor_weight: float | None = NotProvided,
         component_rewards_key: str | None = NotProvided,
         updates_per_env_step: float | None = NotProvided,
         replay_buffer_config: dict[str, Any] | None = NotProvided,
@@ -149,6 +154,8 @@ class TD3Config(AlgorithmConfig):
             self.random_warmup = random_warmup
         if actor_update_starts is not NotProvided:
             self.actor_update_starts = actor_update_starts
+        if actor_anchor_weight is not NotProvided:
+            self.actor_anchor_weight = actor_anchor_weight
         if component_rewards_key is not NotProvided:
             self.component_rewards_key = component_rewards_key
         if updates_per_env_step is not NotProvided:
@@ -173,7 +180,7 @@ class TD3Config(AlgorithmConfig):
             self._value_error(f"`policy_frequency` must be an int >= 1: {self.policy_frequency}")
         if not 0.0 < self.tau <= 1.0:
             self._value_error(f"`tau` must be in (0, 1]: {self.tau}")
-        for name in ("policy_noise", "noise_clip", "exploration_noise"):
+        for name in ("policy_noise", "noise_clip", "exploration_noise", "actor_anchor_weight"):
             if getattr(self, name) < 0:
                 self._value_error(f"`{name}` must be >= 0: {getattr(self, name)}")
         if not isinstance(self.actor_update_starts, int) or self.actor_update_starts < 0:

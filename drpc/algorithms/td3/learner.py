@@ -8,7 +8,9 @@ Per train batch ``(s, a, r, s', d, n)`` drawn uniformly from the replay buffer:
 2. Clipped double-Q target:  ``y = r + gamma^n * (1 - d) * min(Q1'(s', a'), Q2'(s', a'))``.
 3. Critic loss:  ``MSE(Q1(s, a), y) + MSE(Q2(s, a), y)``, every step.
 4. Delayed actor loss:  ``-mean(Q1(s, mu(s)))``, every ``policy_frequency``-th step, with
-   the critics frozen so that this loss only moves the actor.
+   the critics frozen so that this loss only moves the actor. With ``actor_anchor_weight``
+   w > 0: ``-mean(Q1) / mean|Q1| + w * mean((mu(s) - mu'(s))^2)`` (a trust region around the
+   target actor mu'; the Q term normalised as in TD3+BC, so w does not depend on reward scale).
 5. Soft target update:  ``theta' <- tau * theta + (1 - tau) * theta'`` for the actor and
    both critics, right after each actor update.
 
@@ -224,9 +226,17 @@ class TD3TorchLearner(TorchLearner):
         if n_updates % config.policy_frequency == 0:
             self._target_update_due.add(module_id)  # soft target update after this step
             if n_updates > config.actor_update_starts:  # (warm-up: critics only)
+                pi = module.pi(obs)
                 with frozen(module.critic_parameters()):
-                    q1_pi, _ = module.q(obs, module.pi(obs))
+                    q1_pi, _ = module.q(obs, pi)
                 actor_loss = -q1_pi.mean()
+                if config.actor_anchor_weight > 0:  # trust region around the target actor
+                    with torch.no_grad():
+                        anchor = module.pi_target(obs)
+                    drift = ((pi - anchor) / module.action_scale).pow(2).mean()
+                    q_scale = q1_pi.abs().mean().detach().clamp_min(1e-6)
+                    actor_loss = actor_loss / q_scale + config.actor_anchor_weight * drift
+                    self.metrics.log_value((module_id, "actor_drift"), drift, window=1)
                 loss = loss + actor_loss
                 self.metrics.log_value((module_id, ACTOR_LOSS_KEY), actor_loss, window=1)
                 self.metrics.log_value((module_id, NUM_ACTOR_UPDATES_KEY), 1, reduce="lifetime_sum")

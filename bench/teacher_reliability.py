@@ -33,10 +33,8 @@ def non_default_settings(config: dict[str, Any]) -> dict[str, Any]:
     from drpc.train import TrainConfig
 
     ignore = {"out", "overwrite", "seed", "time_budget_s", "eval_scenarios", "eval_baselines"}
-    ignore |= {"progress"}
-    defaults = {
-        f.name: _plain(getattr(TrainConfig(), f.name)) for f in dataclasses.fields(TrainConfig)
-    }
+    ignore.add("progress")
+    defaults = _plain(dataclasses.asdict(TrainConfig()))
     return {
         k: v
         for k, v in config.items()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import gymnasium as gym
@@ -93,6 +94,35 @@ def test_action_mapping_deadband_steps_and_bounds(env):
     assert np.all(got >= np.minimum(1.2 * ws_pod, 4 * app.memory_limit_mib0) - 1e-6)
     with pytest.raises(ValueError, match="shape"):
         map_action(np.zeros((n, 2)), obs, app, m)
+
+
+@pytest.mark.parametrize("mode", ["delta", "target"])
+def test_memory_is_not_cut_blind_and_is_bumped_after_an_oom_kill(env, mode):
+    """No ready pod (working set reads 0): no memory cut, else a limit below what the pod
+    needs to start keeps it crash-looping for good. An OOM kill: the VPA's bump, x1.2 and
+    +100 MiB at least, capped at the range's top."""
+    env.reset(seed=2)
+    obs, app = env.last_observation, env.sim.app
+    m = ActionMapping(mode=mode)
+    n = app.n_services
+    down = np.full((n, 3), -1.0)
+    limit = obs.memory_limit_mib.copy()
+    ready = obs.replicas_ready.copy()
+    ready[0] = 0  # service 0: its pods are starting or crash-looping
+    oom = np.zeros(n)
+    oom[1] = 2  # service 1: two OOM kills this interval
+    blind = dataclasses.replace(
+        obs,
+        replicas_ready=ready,
+        memory_working_set_mib=np.where(ready < 1, 0.0, obs.memory_working_set_mib),
+        oom_kills=oom,
+    )
+    act, changed = map_action(down, blind, app, m)
+    got = np.where(changed[:, 2], act.memory_limit_mib, limit)  # NaN: unchanged
+    assert got[0] >= limit[0]
+    want = min(max(1.2 * limit[1], limit[1] + 100.0), 4 * app.memory_limit_mib0[1])
+    assert got[1] == pytest.approx(want)
+    assert got[2] < limit[2]  # a measured, healthy service may be cut
 
 
 def test_paper_reward_matches_the_formula(env):

@@ -11,7 +11,9 @@ limit. Each maps the same way:
 - every result is clamped: replicas to the service's [min_replicas, max_replicas]; CPU limits to
   [cpu_limit_range[0], cpu_limit_range[1]] x the app's initial limit, memory limits to
   [memory_limit_range[0], memory_limit_range[1]] x the initial limit, and a memory limit never
-  below ``memory_headroom`` x the pod's current working set (so a cut cannot OOM-kill it);
+  below ``memory_headroom`` x the pod's current working set (so a cut cannot OOM-kill it),
+  never cut while no pod of the service is ready (its working set is unknown), and raised
+  after an OOM kill as the VPA does (x1.2, +100 MiB at least);
 - requests keep the app's request/limit ratio.
 
 That is ``mode="delta"`` (the default). ``mode="target"`` reads the same three numbers as
@@ -28,8 +30,7 @@ first learn to stop its knobs from random-walking):
   limit, log-linear over ``cpu_limit_range`` / ``memory_limit_range`` (a = 0: a geometric
   middle), changed only when more than ``tolerance`` away from the current limit, by at most
   ``resource_step_factor`` per interval;
-- the same clamps apply: min/max replicas, limit ranges, memory never below
-  ``memory_headroom`` x the working set.
+- the same clamps apply: min/max replicas, limit ranges, the memory floor and OOM bump.
 """
 
 from __future__ import annotations
@@ -113,13 +114,33 @@ def _strength(a: np.ndarray, deadband: float) -> np.ndarray:
     return np.sign(a) * mag
 
 
+OOM_BUMP_RATIO = 1.2
+"""After an OOM kill the memory limit rises to at least this times its value (the VPA's
+``oom-bump-up-ratio``)."""
+OOM_MIN_BUMP_MIB = 100.0
+"""... and by at least this much (the VPA's ``oom-min-bump-up-bytes``, 100 MiB)."""
+
+
 def _memory_bounds(
     obs: Observation, app: CompiledApp, mapping: ActionMapping
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Memory limit bounds: the range, and never below headroom x the working set per pod."""
+    """Memory limit bounds: the range, and never below headroom x the working set per pod.
+
+    Two cases where the working set cannot be trusted, handled here for every caller:
+
+    - *no ready pod* (starting, crash-looping): its working set reads 0, so a cut could go
+      below what the pod needs to start and keep it down for good; the limit may not go down;
+    - *OOM kills this interval*: the limit goes up by the VPA's OOM bump (x1.2, +100 MiB at
+      least), capped at the range's top.
+    """
     mem_lo, mem_hi = (app.memory_limit_mib0 * r for r in mapping.memory_limit_range)
     ws_pod = obs.memory_working_set_mib / np.maximum(obs.replicas_ready, 1)
-    return np.maximum(mem_lo, np.minimum(mem_hi, mapping.memory_headroom * ws_pod)), mem_hi
+    floor = np.maximum(mem_lo, np.minimum(mem_hi, mapping.memory_headroom * ws_pod))
+    current = obs.memory_limit_mib
+    floor = np.where(obs.replicas_ready < 1, np.maximum(floor, current), floor)
+    bumped = np.minimum(mem_hi, np.maximum(current * OOM_BUMP_RATIO, current + OOM_MIN_BUMP_MIB))
+    floor = np.where(obs.oom_kills > 0, np.maximum(floor, bumped), floor)
+    return floor, mem_hi
 
 
 def _deltas(

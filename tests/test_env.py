@@ -125,6 +125,31 @@ def test_memory_is_not_cut_blind_and_is_bumped_after_an_oom_kill(env, mode):
     assert got[2] < limit[2]  # a measured, healthy service may be cut
 
 
+@pytest.mark.parametrize("mode", ["delta", "target"])
+def test_cpu_limit_is_not_cut_below_what_a_pod_uses(env, mode):
+    """A busy pod keeps its CPU limit (no cut below 1.2 x its usage, nor while no pod is
+    ready); an idle one may be cut; a low limit is not forced up."""
+    env.reset(seed=2)
+    obs, app = env.last_observation, env.sim.app
+    m = ActionMapping(mode=mode)
+    n = app.n_services
+    limit = obs.cpu_limit_millicores.copy()
+    pods = np.maximum(obs.replicas_ready, 1)
+    used = np.zeros(n)
+    used[0] = 0.9 * limit[0] * pods[0]  # service 0: at 90% of its limit per pod
+    used[1] = 0.5 * limit[1] * pods[1]  # service 1: at 50%
+    ready = obs.replicas_ready.copy()
+    ready[2] = 0  # service 2: no ready pod, usage unknown
+    busy = dataclasses.replace(obs, cpu_usage_millicores=used, replicas_ready=ready)
+    act, changed = map_action(np.full((n, 3), -1.0), busy, app, m)
+    got = np.where(changed[:, 1], act.cpu_limit_millicores, limit)  # NaN: unchanged
+    assert got[0] == pytest.approx(limit[0])  # 1.2 x 90% > 100%: kept, not raised
+    assert got[1] == pytest.approx(max(0.6 * limit[1], limit[1] / 2, 0.25 * app.cpu_limit_m0[1]))
+    assert got[2] == pytest.approx(limit[2])
+    with pytest.raises(ValueError, match="cpu_headroom"):
+        ActionMapping(cpu_headroom=0.5)
+
+
 def test_paper_reward_matches_the_formula(env):
     env.reset(seed=3)
     obs, app = env.last_observation, env.sim.app

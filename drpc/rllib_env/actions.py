@@ -9,7 +9,8 @@ limit. Each maps the same way:
   (rounded, at least one pod once outside the deadband); CPU and memory limits are multiplied
   by up to ``resource_step_factor`` (default 2, i.e. doubled or halved at +-1);
 - every result is clamped: replicas to the service's [min_replicas, max_replicas]; CPU limits to
-  [cpu_limit_range[0], cpu_limit_range[1]] x the app's initial limit, memory limits to
+  [cpu_limit_range[0], cpu_limit_range[1]] x the app's initial limit, and never cut below
+  ``cpu_headroom`` x the CPU a pod uses (a throttled pod keeps its limit); memory limits to
   [memory_limit_range[0], memory_limit_range[1]] x the initial limit, and a memory limit never
   below ``memory_headroom`` x the pod's current working set (so a cut cannot OOM-kill it),
   never cut while no pod of the service is ready (its working set is unknown), and raised
@@ -66,6 +67,9 @@ class ActionMapping:
     """Memory limit bounds as multiples of the app's initial limit."""
     memory_headroom: float = 1.2
     """A memory limit stays at least this times the pod's current working set."""
+    cpu_headroom: float = 1.2
+    """A CPU limit is never cut below this times the pod's current CPU usage (a busy pod
+    keeps its limit; no forced raise)."""
     scale_down_window: int = 20
     """Target mode: replicas go down only to the largest count wanted over this many last
     intervals (the HPA's 5-minute scale-down stabilisation at 15 s intervals; 1 = none)."""
@@ -86,6 +90,9 @@ class ActionMapping:
             raise ValueError(f"tolerance must be in [0, 1), got {self.tolerance}")
         if not 0 <= self.deadband < 1:
             raise ValueError(f"deadband must be in [0, 1), got {self.deadband}")
+        for name in ("memory_headroom", "cpu_headroom"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.resource_step_factor <= 1:
             raise ValueError("resource_step_factor must be > 1")
         for name in ("cpu_limit_range", "memory_limit_range"):
@@ -121,6 +128,19 @@ OOM_MIN_BUMP_MIB = 100.0
 """... and by at least this much (the VPA's ``oom-min-bump-up-bytes``, 100 MiB)."""
 
 
+def _cpu_bounds(
+    obs: Observation, app: CompiledApp, mapping: ActionMapping
+) -> tuple[np.ndarray, np.ndarray]:
+    """CPU limit bounds: the range, and no cut below headroom x the CPU used per ready pod
+    (a pod at its limit is throttled: cutting it deepens the overload), nor while no pod is
+    ready (usage unknown). Unlike memory, a low limit is never forced up."""
+    cpu_lo, cpu_hi = (app.cpu_limit_m0 * r for r in mapping.cpu_limit_range)
+    current = obs.cpu_limit_millicores
+    used_pod = obs.cpu_usage_millicores / np.maximum(obs.replicas_ready, 1)
+    keep = np.where(obs.replicas_ready < 1, current, mapping.cpu_headroom * used_pod)
+    return np.maximum(cpu_lo, np.minimum(np.minimum(cpu_hi, current), keep)), cpu_hi
+
+
 def _memory_bounds(
     obs: Observation, app: CompiledApp, mapping: ActionMapping
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -154,8 +174,8 @@ def _deltas(
     replicas = np.clip(current + delta, app.min_replicas, app.max_replicas)
 
     log_f = np.log(mapping.resource_step_factor)
-    cpu_lo, cpu_hi = (app.cpu_limit_m0 * r for r in mapping.cpu_limit_range)
-    cpu = np.clip(obs.cpu_limit_millicores * np.exp(st[:, 1] * log_f), cpu_lo, cpu_hi)
+    cpu_floor, cpu_hi = _cpu_bounds(obs, app, mapping)
+    cpu = np.clip(obs.cpu_limit_millicores * np.exp(st[:, 1] * log_f), cpu_floor, cpu_hi)
     mem_floor, mem_hi = _memory_bounds(obs, app, mapping)
     mem = np.clip(obs.memory_limit_mib * np.exp(st[:, 2] * log_f), mem_floor, mem_hi)
     return replicas, cpu, mem
@@ -211,9 +231,9 @@ def _targets(
         log_lo, log_hi = np.log(bounds[0]), np.log(bounds[1])
         return np.exp(log_lo + (x + 1.0) * 0.5 * (log_hi - log_lo))
 
-    cpu_lo, cpu_hi = (app.cpu_limit_m0 * r for r in mapping.cpu_limit_range)
+    cpu_floor, cpu_hi = _cpu_bounds(obs, app, mapping)
     cpu_target = app.cpu_limit_m0 * level(a[:, 1], mapping.cpu_limit_range)
-    cpu = np.clip(_toward(obs.cpu_limit_millicores, cpu_target, mapping), cpu_lo, cpu_hi)
+    cpu = np.clip(_toward(obs.cpu_limit_millicores, cpu_target, mapping), cpu_floor, cpu_hi)
     mem_floor, mem_hi = _memory_bounds(obs, app, mapping)
     mem_target = app.memory_limit_mib0 * level(a[:, 2], mapping.memory_limit_range)
     mem = np.clip(_toward(obs.memory_limit_mib, mem_target, mapping), mem_floor, mem_hi)

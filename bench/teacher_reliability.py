@@ -5,12 +5,12 @@
 
 Reads the JSON results of ``bench/teacher_vs_hpa.py`` training runs (one per settings and
 seed, each made with ``--scenario default`` and, for non-default settings, ``--set``) and
-tabulates per run: the settings that differ from ``drpc train``'s defaults, the seed, the
+tabulates per run: its ``--label`` (e.g. the code version it measured), the settings that differ from ``drpc train``'s defaults, the seed, the
 exported teacher's SLO-violating intervals and core-hours on ``default`` against the best
 HPA's, whether it beats the HPA (fewer violating intervals at no more core-hours), the
 training minute of the first probe that beat it, and how many of the validation snapshots
 collapsed (more than 10% of the validation day's intervals violating). Then per settings:
-runs that beat the HPA out of runs.
+runs that beat the HPA out of runs, per label and settings.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def run_row(path: Path) -> dict[str, Any]:
     history = (training.get("validation") or {}).get("history", [])
     return {
         "file": path.name,
+        "label": data.get("label", ""),
         "settings": non_default_settings(training["config"]),
         "seed": training["config"]["seed"],
         "train_wall_s": training["train_wall_s"],
@@ -89,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = [run_row(p) for p in args.results]
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        groups[json.dumps(r["settings"], sort_keys=True)].append(r)
+        groups[json.dumps([r["label"], r["settings"]], sort_keys=True)].append(r)
     summary = [
         {
-            "settings": json.loads(key),
+            "label": json.loads(key)[0],
+            "settings": json.loads(key)[1],
             "runs": len(runs),
             "beat_hpa": sum(r["beats_best_hpa"] for r in runs),
             "seeds": sorted(r["seed"] for r in runs),
@@ -100,12 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         for key, runs in groups.items()
     ]
     print(
-        "| settings (beyond defaults) | seed | teacher viol. intervals / core-h | HPA | beats | first beat (min) | collapsed snapshots |"
+        "| label | settings (beyond defaults) | seed | teacher viol. intervals / core-h | HPA | beats | first beat (min) | collapsed snapshots |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {json.dumps(r['settings']) if r['settings'] else 'defaults'} | {r['seed']} | "
+            f"| {r['label'] or '-'} | "
+            f"{json.dumps(r['settings']) if r['settings'] else 'defaults'} | {r['seed']} | "
             f"{r['teacher_violating_intervals']} / {r['teacher_cpu_core_hours']:.1f} | "
             f"{r['hpa_violating_intervals']} / {r['hpa_cpu_core_hours']:.1f} | "
             f"{'yes' if r['beats_best_hpa'] else 'no'} | {r['first_beats_train_min'] or '-'} | "
@@ -113,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     for s in summary:
         label = json.dumps(s["settings"]) if s["settings"] else "defaults"
+        label = f"[{s['label']}] {label}" if s["label"] else label
         print(f"{label}: {s['beat_hpa']} of {s['runs']} beat the HPA", file=sys.stderr)
     if args.out:
         args.out.write_text(json.dumps({"runs": rows, "by_settings": summary}, indent=1) + "\n")

@@ -10,7 +10,8 @@
    Every ``--probe-every`` seconds of training it evaluates, on the default scenario, the
    actor that training would export if stopped then (the best snapshot so far on the
    training-split validation scenario; probe time is not training time) and records when it
-   first beats the best HPA there. Probes only report: nothing is selected on them.
+   first beats the best HPA there; it also scores the current actor (the snapshot just
+   validated), to study selection rules. Probes only report: nothing is selected on them.
 2. Evaluates the final teacher, the HPA at CPU targets 50/60/70/80% and the oracle on the
    default scenario and on other bundled apps (``--scenario``; the same teacher, trained on
    TrainTicket only, runs unchanged on apps of other sizes; ``--scenario-checkpoint`` gives a
@@ -33,6 +34,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -144,6 +146,25 @@ def train_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def git_commit() -> str | None:
+    """The checkout's commit (with "+dirty" if it has uncommitted changes), or None."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def probe_default(policy: Any) -> dict[str, float]:
     from drpc.evaluate import run_policy
     from drpc.scenario import load_scenario
@@ -159,6 +180,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench/results/teacher_vs_hpa.json")
     parser.add_argument("--time-budget", type=float, default=840.0, help="training seconds")
     parser.add_argument("--probe-every", type=float, default=120.0, help="training seconds")
+    parser.add_argument(
+        "--label",
+        default="",
+        help="a name for the code or setup the run measures, recorded in the result; "
+        "teacher_reliability.py groups runs by it and their settings",
+    )
+    parser.add_argument(
+        "--keep-snapshots",
+        action="store_true",
+        help="save each probed current actor's weights under TRAIN_OUT/snapshots/ (to study "
+        "collapses: load them into the run's checkpoint policy)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenario", action="append", help="evaluation scenarios")
     parser.add_argument("--checkpoint", help="evaluate this checkpoint instead of training")
@@ -208,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
         },
+        "commit": git_commit(),
+        "label": args.label,
     }
     hpa_default = None
     if args.checkpoint:
@@ -243,11 +278,19 @@ def main(argv: list[str] | None = None) -> int:
             if best_state is not None:
                 policy.actor.load_state_dict(best_state)
             probe = probe_default(policy)
+            # and the current actor (the snapshot just validated), to study selection rules
+            now = snapshot_policy(algo, cfg)
+            current = probe_default(now)
+            if args.keep_snapshots:
+                folder = Path(cfg.out) / "snapshots"
+                folder.mkdir(exist_ok=True)
+                torch.save(now.actor.state_dict(), folder / f"actor_{train_s:07.1f}s.pt")
             row = {
                 "train_s": round(train_s, 1),
                 "env_steps": int(flat.get("num_env_steps_sampled_lifetime", 0)),
                 **probe,
                 "beats_best_hpa": beats(probe, hpa_default),
+                "current": {**current, "beats_best_hpa": beats(current, hpa_default)},
             }
             curve.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)

@@ -48,6 +48,10 @@ def test_reliability_table_reads_the_committed_runs(tmp_path):
     defaults = [r for r in data["runs"] if not r["settings"]]
     assert defaults and all(r["file"].startswith("defaults") for r in defaults)
     assert sum(s["runs"] for s in data["by_settings"]) == len(runs)
+    # runs of one setting on different code (--label) are counted apart
+    labels = {(s["label"], json.dumps(s["settings"])) for s in data["by_settings"]}
+    assert len(labels) == len(data["by_settings"])
+    assert ("memory+CPU floors", "{}") in labels and ("", "{}") in labels
 
 
 def test_reliability_table_refuses_a_result_without_training(tmp_path):

@@ -99,7 +99,10 @@ def test_env_action_for_inverts_map_action_for_reachable_targets():
     )
     cpu = obs.cpu_limit_millicores * rng.uniform(0.6, 1.6, current.shape)
     cpu_lo, cpu_hi = (app.cpu_limit_m0 * r for r in mapping.cpu_limit_range)
-    cpu = np.clip(cpu, cpu_lo, cpu_hi)
+    # reachable: no cut below 1.2 x the CPU a ready pod uses, nor without a ready pod
+    used_pod = obs.cpu_usage_millicores / np.maximum(obs.replicas_ready, 1)
+    keep = np.where(obs.replicas_ready < 1, np.inf, mapping.cpu_headroom * used_pod)
+    cpu = np.clip(cpu, np.maximum(cpu_lo, np.minimum(obs.cpu_limit_millicores, keep)), cpu_hi)
     a = env_action_for(Action(replicas=want, cpu_limit_millicores=cpu), obs, app, mapping)
     assert a.shape == (app.n_services, 3) and np.all(np.abs(a) <= 1)
     assert np.all(a[:, 2] == 0)  # memory left alone

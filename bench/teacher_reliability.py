@@ -6,8 +6,9 @@
 Reads the JSON results of ``bench/teacher_vs_hpa.py`` training runs (one per settings and
 seed, each made with ``--scenario default`` and, for non-default settings, ``--set``) and
 tabulates per run: its ``--label`` (e.g. the code version it measured), the settings that
-differ from ``drpc train``'s defaults, the seed, the exported teacher's SLO-violating intervals and core-hours on ``default`` against the best
-HPA's, whether it beats the HPA (fewer violating intervals at no more core-hours), the
+differ from ``drpc train``'s defaults, the seed, the exported teacher's SLO-violating
+intervals and core-hours on ``default`` against the best HPA's, whether it beats the HPA
+(fewer violating intervals at no more core-hours), the
 training minute of the first probe that beat it, and how many of the validation snapshots
 collapsed (more than 10% of the validation day's intervals violating). Then per settings:
 runs that beat the HPA out of runs, per label and settings.

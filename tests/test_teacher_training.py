@@ -15,7 +15,7 @@ from gymnasium.utils.env_checker import check_env
 
 import drpc  # noqa: F401  (registers drpc/Cluster-v0)
 from drpc.cli import main as cli_main
-from drpc.rllib_env.actions import ActionMapping, map_action
+from drpc.rllib_env.actions import ActionMapping, _cpu_bounds, map_action
 from drpc.rllib_env.reward import RewardConfig, service_rewards, weighted_reward
 from drpc.scenario import load_scenario
 from drpc.sim.types import Action
@@ -98,11 +98,9 @@ def test_env_action_for_inverts_map_action_for_reachable_targets():
         current + rng.integers(-1, 2, current.shape) * step, app.min_replicas, app.max_replicas
     )
     cpu = obs.cpu_limit_millicores * rng.uniform(0.6, 1.6, current.shape)
-    cpu_lo, cpu_hi = (app.cpu_limit_m0 * r for r in mapping.cpu_limit_range)
-    # reachable: no cut below 1.2 x the CPU a ready pod uses, nor without a ready pod
-    used_pod = obs.cpu_usage_millicores / np.maximum(obs.replicas_ready, 1)
-    keep = np.where(obs.replicas_ready < 1, np.inf, mapping.cpu_headroom * used_pod)
-    cpu = np.clip(cpu, np.maximum(cpu_lo, np.minimum(obs.cpu_limit_millicores, keep)), cpu_hi)
+    # reachable: within the range, and no cut below what a pod uses (the mapping's floor)
+    cpu_floor, cpu_hi = _cpu_bounds(obs, app, mapping)
+    cpu = np.clip(cpu, cpu_floor, cpu_hi)
     a = env_action_for(Action(replicas=want, cpu_limit_millicores=cpu), obs, app, mapping)
     assert a.shape == (app.n_services, 3) and np.all(np.abs(a) <= 1)
     assert np.all(a[:, 2] == 0)  # memory left alone

@@ -8,10 +8,10 @@ seed, each made with ``--scenario default`` and, for non-default settings, ``--s
 tabulates per run: its ``--label`` (e.g. the code version it measured), the settings that
 differ from ``drpc train``'s defaults, the seed, the exported teacher's SLO-violating
 intervals and core-hours on ``default`` against the best HPA's, whether it beats the HPA
-(fewer violating intervals at no more core-hours), the
-training minute of the first probe that beat it, and how many of the validation snapshots
-collapsed (more than 10% of the validation day's intervals violating). Then per settings:
-runs that beat the HPA out of runs, per label and settings.
+(fewer violating intervals at no more core-hours), the training minute of the first probe
+that beat it, and how many of the validation snapshots collapsed (more than 10% of the
+validation day's intervals violating). Then per label and settings: runs that beat the HPA
+out of runs.
 """
 
 from __future__ import annotations
@@ -33,8 +33,15 @@ def non_default_settings(config: dict[str, Any]) -> dict[str, Any]:
     the ones that only say where and how long (out, seed, time budget, evaluation, progress)."""
     from drpc.train import TrainConfig
 
-    ignore = {"out", "overwrite", "seed", "time_budget_s", "eval_scenarios", "eval_baselines"}
-    ignore.add("progress")
+    ignore = {
+        "out",
+        "overwrite",
+        "seed",
+        "time_budget_s",
+        "eval_scenarios",
+        "eval_baselines",
+        "progress",
+    }
     defaults = _plain(dataclasses.asdict(TrainConfig()))
     return {
         k: v
@@ -89,18 +96,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the table here as JSON")
     args = parser.parse_args(argv)
     rows = [run_row(p) for p in args.results]
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        groups[json.dumps([r["label"], r["settings"]], sort_keys=True)].append(r)
+        groups[r["label"], json.dumps(r["settings"], sort_keys=True)].append(r)
     summary = [
         {
-            "label": json.loads(key)[0],
-            "settings": json.loads(key)[1],
+            "label": label,
+            "settings": json.loads(settings),
             "runs": len(runs),
             "beat_hpa": sum(r["beats_best_hpa"] for r in runs),
             "seeds": sorted(r["seed"] for r in runs),
         }
-        for key, runs in groups.items()
+        for (label, settings), runs in groups.items()
     ]
     print(
         "| label | settings (beyond defaults) | seed | teacher viol. intervals / core-h | HPA | beats | first beat (min) | collapsed snapshots |"

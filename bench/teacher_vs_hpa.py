@@ -273,18 +273,23 @@ def main(argv: list[str] | None = None) -> int:
                 return 0.0
             started = time.monotonic()
             last["probe_at"] = train_s
-            # what `drpc train` would export if stopped now: the best validated snapshot
-            policy = snapshot_policy(algo, cfg)
-            if best_state is not None:
-                policy.actor.load_state_dict(best_state)
-            probe = probe_default(policy)
-            # and the current actor (the snapshot just validated), to study selection rules
+            # the current actor (the snapshot just validated), to study selection rules
             now = snapshot_policy(algo, cfg)
             current = probe_default(now)
+            # what `drpc train` would export if stopped now: the best validated snapshot,
+            # often the current one (then its probe is the same, not run twice)
+            probe = current
+            weights = now.actor.state_dict()
+            if best_state is not None and not all(
+                torch.equal(best_state[k], weights[k]) for k in weights
+            ):
+                exported = snapshot_policy(algo, cfg)
+                exported.actor.load_state_dict(best_state)
+                probe = probe_default(exported)
             if args.keep_snapshots:
                 folder = Path(cfg.out) / "snapshots"
                 folder.mkdir(exist_ok=True)
-                torch.save(now.actor.state_dict(), folder / f"actor_{train_s:07.1f}s.pt")
+                torch.save(weights, folder / f"actor_{train_s:07.1f}s.pt")
             row = {
                 "train_s": round(train_s, 1),
                 "env_steps": int(flat.get("num_env_steps_sampled_lifetime", 0)),

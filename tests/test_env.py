@@ -60,7 +60,7 @@ def test_zero_action_changes_nothing(env):
 def test_action_mapping_deadband_steps_and_bounds(env):
     env.reset(seed=2)
     obs, app = env.last_observation, env.sim.app
-    m = ActionMapping()
+    m = ActionMapping(cfs_quota_requests=0)  # the CPU floors have their own tests below
     n = app.n_services
     a = np.zeros((n, 3))
     a[0] = [0.05, -0.09, 0.0]  # inside the deadband
@@ -131,7 +131,7 @@ def test_cpu_limit_is_not_cut_below_what_a_pod_uses(env, mode):
     ready); an idle one may be cut; a low limit is not forced up."""
     env.reset(seed=2)
     obs, app = env.last_observation, env.sim.app
-    m = ActionMapping(mode=mode)
+    m = ActionMapping(mode=mode, cfs_quota_requests=0)  # the quota floor: the next test
     n = app.n_services
     limit = obs.cpu_limit_millicores.copy()
     pods = np.maximum(obs.replicas_ready, 1)
@@ -148,6 +148,41 @@ def test_cpu_limit_is_not_cut_below_what_a_pod_uses(env, mode):
     assert got[2] == pytest.approx(limit[2])
     with pytest.raises(ValueError, match="cpu_headroom"):
         ActionMapping(cpu_headroom=0.5)
+
+
+@pytest.mark.parametrize("mode", ["delta", "target"])
+def test_cpu_limit_is_not_cut_below_the_cfs_quota_of_one_request(env, mode):
+    """A limit whose 100 ms CFS quota is smaller than one mean request's CPU time makes every
+    request wait out throttled periods: no cut below it (from CPU used / visits served), and
+    no cut at all while no visit is served (the CPU per visit is unknown)."""
+    env.reset(seed=2)
+    obs, app = env.last_observation, env.sim.app
+    m = ActionMapping(mode=mode)
+    n = app.n_services
+    limit = np.full(n, 1000.0)
+    ready = np.full(n, 4.0)
+    served = np.full(n, 10.0)  # visits per second, per service
+    used = np.full(n, 40.0)  # 10 m per pod: far below 1.2 x any limit
+    used[0] = 10.0 * 60.0  # service 0: 60 ms of CPU per visit -> quota floor 600m
+    served[1] = 0.0  # service 1: nothing served, CPU per visit unknown
+    quiet = dataclasses.replace(
+        obs,
+        cpu_limit_millicores=limit,
+        cpu_usage_millicores=used,
+        throughput_rps=served,
+        replicas_ready=ready,
+    )
+    act, changed = map_action(np.full((n, 3), -1.0), quiet, app, m)
+    got = np.where(changed[:, 1], act.cpu_limit_millicores, limit)
+    assert got[0] == pytest.approx(600.0)  # wanted 500m (halved), the floor holds 600m
+    assert got[1] == pytest.approx(1000.0)
+    assert got[2] == pytest.approx(max(500.0, 0.25 * app.cpu_limit_m0[2], 40.0))  # 4 ms: cut
+    off = map_action(
+        np.full((n, 3), -1.0), quiet, app, ActionMapping(mode=mode, cfs_quota_requests=0)
+    )
+    assert off[0].cpu_limit_millicores[0] == pytest.approx(500.0)
+    with pytest.raises(ValueError, match="cfs_quota_requests"):
+        ActionMapping(cfs_quota_requests=-1)
 
 
 def test_paper_reward_matches_the_formula(env):

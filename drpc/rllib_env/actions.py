@@ -10,7 +10,9 @@ limit. Each maps the same way:
   by up to ``resource_step_factor`` (default 2, i.e. doubled or halved at +-1);
 - every result is clamped: replicas to the service's [min_replicas, max_replicas]; CPU limits to
   [cpu_limit_range[0], cpu_limit_range[1]] x the app's initial limit, and never cut below
-  ``cpu_headroom`` x the CPU a pod uses (a throttled pod keeps its limit); memory limits to
+  ``cpu_headroom`` x the CPU a pod uses (a throttled pod keeps its limit) nor below the CFS
+  quota one mean request needs (``cfs_quota_requests``; a smaller quota makes every request
+  wait out throttled periods); memory limits to
   [memory_limit_range[0], memory_limit_range[1]] x the initial limit, and a memory limit never
   below ``memory_headroom`` x the pod's current working set (so a cut cannot OOM-kill it),
   never cut while no pod of the service is ready (its working set is unknown), and raised
@@ -70,6 +72,12 @@ class ActionMapping:
     cpu_headroom: float = 1.2
     """A CPU limit is never cut below this times the pod's current CPU usage (a busy pod
     keeps its limit; no forced raise)."""
+    cfs_quota_requests: float = 1.0
+    """A CPU limit is never cut below what this many mean requests (visits) need in one CFS
+    period: limit x ``cfs_period_s`` >= this x measured CPU seconds per visit (CPU used /
+    visits served). Below it every request waits out whole throttled periods (0: no floor)."""
+    cfs_period_s: float = 0.1
+    """The CFS quota period (Linux default 100 ms)."""
     scale_down_window: int = 20
     """Target mode: replicas go down only to the largest count wanted over this many last
     intervals (the HPA's 5-minute scale-down stabilisation at 15 s intervals; 1 = none)."""
@@ -93,6 +101,10 @@ class ActionMapping:
         for name in ("memory_headroom", "cpu_headroom"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.cfs_quota_requests < 0:
+            raise ValueError(f"cfs_quota_requests must be >= 0, got {self.cfs_quota_requests}")
+        if not self.cfs_period_s > 0:
+            raise ValueError(f"cfs_period_s must be > 0, got {self.cfs_period_s}")
         if self.resource_step_factor <= 1:
             raise ValueError("resource_step_factor must be > 1")
         for name in ("cpu_limit_range", "memory_limit_range"):
@@ -131,13 +143,29 @@ OOM_MIN_BUMP_MIB = 100.0
 def _cpu_bounds(
     obs: Observation, app: CompiledApp, mapping: ActionMapping
 ) -> tuple[np.ndarray, np.ndarray]:
-    """CPU limit bounds: the range, and no cut below headroom x the CPU used per ready pod
-    (a pod at its limit is throttled: cutting it deepens the overload), nor while no pod is
-    ready (usage unknown). Unlike memory, a low limit is never forced up."""
+    """CPU limit bounds: the range, and no cut below
+
+    - headroom x the CPU used per ready pod (a pod at its limit is throttled: cutting it
+      deepens the overload);
+    - the CFS quota that ``cfs_quota_requests`` mean visits need (CPU used / visits served,
+      per ``cfs_period_s``): under it each request waits out throttled periods, which no
+      number of replicas fixes (a 75 ms request under a 250m limit takes over 300 ms);
+    - the current limit while no pod is ready or no visit was served (usage unknown).
+
+    Unlike memory, a low limit is never forced up."""
     cpu_lo, cpu_hi = (app.cpu_limit_m0 * r for r in mapping.cpu_limit_range)
     current = obs.cpu_limit_millicores
     used_pod = obs.cpu_usage_millicores / np.maximum(obs.replicas_ready, 1)
-    keep = np.where(obs.replicas_ready < 1, current, mapping.cpu_headroom * used_pod)
+    keep = mapping.cpu_headroom * used_pod
+    unknown = obs.replicas_ready < 1
+    if mapping.cfs_quota_requests > 0:
+        served = obs.throughput_rps > 0
+        cpu_ms_per_visit = obs.cpu_usage_millicores / np.where(served, obs.throughput_rps, 1.0)
+        keep = np.maximum(
+            keep, mapping.cfs_quota_requests * cpu_ms_per_visit / mapping.cfs_period_s
+        )
+        unknown |= ~served
+    keep = np.where(unknown, current, keep)
     return np.maximum(cpu_lo, np.minimum(np.minimum(cpu_hi, current), keep)), cpu_hi
 
 

@@ -98,14 +98,18 @@ def test_action_mapping_deadband_steps_and_bounds(env):
 
 @pytest.mark.parametrize("mode", ["delta", "target"])
 def test_memory_is_not_cut_blind_and_is_bumped_after_an_oom_kill(env, mode):
-    """No ready pod (working set reads 0): no memory cut, else a limit below what the pod
-    needs to start keeps it crash-looping for good. An OOM kill: the VPA's bump, x1.2 and
-    +100 MiB at least, capped at the range's top."""
+    """No ready pod (working set reads 0) or no reading yet: no memory cut, else a limit
+    below what the pod needs to start keeps it crash-looping for good. An OOM kill: the VPA's
+    bump, x1.2 and +100 MiB at least, capped at the range's top."""
     env.reset(seed=2)
-    obs, app = env.last_observation, env.sim.app
-    m = ActionMapping(mode=mode)
-    n = app.n_services
+    first = env.last_observation  # before any interval is measured: working sets read 0
+    app, n = env.sim.app, env.sim.app.n_services
     down = np.full((n, 3), -1.0)
+    m = ActionMapping(mode=mode)
+    act, changed = map_action(down, first, app, m)
+    assert not changed[:, 2].any()
+    env.step(np.zeros((n, 3), dtype=np.float32))
+    obs = env.last_observation
     limit = obs.memory_limit_mib.copy()
     ready = obs.replicas_ready.copy()
     ready[0] = 0  # service 0: its pods are starting or crash-looping
@@ -123,6 +127,39 @@ def test_memory_is_not_cut_blind_and_is_bumped_after_an_oom_kill(env, mode):
     want = min(max(1.2 * limit[1], limit[1] + 100.0), 4 * app.memory_limit_mib0[1])
     assert got[1] == pytest.approx(want)
     assert got[2] < limit[2]  # a measured, healthy service may be cut
+
+
+@pytest.mark.parametrize("mode", ["delta", "target"])
+def test_memory_floor_follows_the_peak_working_set_of_the_window(env, mode):
+    """With a WorkingSetPeak the floor is headroom x the largest per-pod working set of the
+    last ``memory_peak_window`` intervals: a quiet minute does not size memory for the next
+    burst; once the peak leaves the window, the cut goes through."""
+    from drpc.rllib_env.actions import WorkingSetPeak
+
+    env.reset(seed=2)
+    app, n = env.sim.app, env.sim.app.n_services
+    env.step(np.zeros((n, 3), dtype=np.float32))
+    obs = env.last_observation
+    m = ActionMapping(mode=mode, memory_peak_window=3)
+    pods = np.full(n, 2.0)
+    limit = np.full(n, 1000.0)
+    busy = dataclasses.replace(
+        obs, replicas_ready=pods, memory_limit_mib=limit, memory_working_set_mib=pods * 600.0
+    )
+    quiet = dataclasses.replace(busy, memory_working_set_mib=pods * 300.0)
+    peak = WorkingSetPeak(m.memory_peak_window)
+    down = np.full((n, 3), -1.0)
+    lo = 0.5 * app.memory_limit_mib0
+    got = [map_action(down, busy, app, m, memory_peak=peak)[0].memory_limit_mib]
+    got += [map_action(down, quiet, app, m, memory_peak=peak)[0].memory_limit_mib for _ in "abc"]
+    got = [np.where(np.isnan(g), limit, g) for g in got]  # NaN: unchanged
+    for g in got[:3]:  # the busy interval is in the window: no cut below 1.2 x 600 MiB
+        np.testing.assert_allclose(g, np.clip(np.maximum(720.0, lo), None, 1000.0))
+    np.testing.assert_allclose(got[3], np.maximum(np.maximum(500.0, 360.0), lo))  # it left
+    stateless = map_action(down, quiet, app, m)[0].memory_limit_mib  # no peak: this interval
+    np.testing.assert_allclose(stateless, np.maximum(np.maximum(500.0, 360.0), lo))
+    with pytest.raises(ValueError, match="memory_peak_window"):
+        ActionMapping(memory_peak_window=0)
 
 
 @pytest.mark.parametrize("mode", ["delta", "target"])

@@ -27,7 +27,12 @@ import numpy as np
 from drpc.imitation.checkpoint import StudentCheckpointError, load_students
 from drpc.imitation.local import LocalObservation
 from drpc.imitation.students import StudentSet
-from drpc.rllib_env.actions import ActionMapping, ScaleDownStabilizer, map_action
+from drpc.rllib_env.actions import (
+    ActionMapping,
+    ScaleDownStabilizer,
+    WorkingSetPeak,
+    map_action,
+)
 from drpc.rllib_env.features import FeatureBuilder
 from drpc.sim.cluster import ClusterSim
 from drpc.sim.types import Action, Observation
@@ -67,6 +72,7 @@ class StudentPolicy:
         self._features = FeatureBuilder(sim.app, sim.config.interval_s, self.forecast)
         self._local = LocalObservation(sim.app, self._features.ctx.max_capacity_rps)
         self._stabilizer = ScaleDownStabilizer(self.mapping.scale_down_window)
+        self._memory_peak = WorkingSetPeak(self.mapping.memory_peak_window)
         self._nodes = self.students.nodes()
         self._index = self.students.node_index
         self._fresh = True
@@ -92,7 +98,12 @@ class StudentPolicy:
         else:
             x = self._features(obs)
         action, _ = map_action(
-            self.actions(x, obs), obs, self.sim_app, self.mapping, self._stabilizer
+            self.actions(x, obs),
+            obs,
+            self.sim_app,
+            self.mapping,
+            self._stabilizer,
+            self._memory_peak,
         )
         return action
 

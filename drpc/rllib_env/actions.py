@@ -39,6 +39,7 @@ first learn to stop its knobs from random-walking):
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +47,13 @@ import numpy as np
 from drpc.sim.graph import CompiledApp
 from drpc.sim.types import Action, Observation
 
-__all__ = ["ActionMapping", "N_ACTION_COMPONENTS", "ScaleDownStabilizer", "map_action"]
+__all__ = [
+    "ActionMapping",
+    "N_ACTION_COMPONENTS",
+    "ScaleDownStabilizer",
+    "WorkingSetPeak",
+    "map_action",
+]
 
 N_ACTION_COMPONENTS = 3  # replicas, CPU limit, memory limit
 
@@ -68,7 +75,12 @@ class ActionMapping:
     memory_limit_range: tuple[float, float] = (0.5, 4.0)
     """Memory limit bounds as multiples of the app's initial limit."""
     memory_headroom: float = 1.2
-    """A memory limit stays at least this times the pod's current working set."""
+    """A memory limit stays at least this times the pod's working set (its recent peak, with
+    a :class:`WorkingSetPeak`)."""
+    memory_peak_window: int = 240
+    """Intervals over which a :class:`WorkingSetPeak` remembers each service's largest working
+    set per pod (240 x 15 s: one hour; 1: the current one only). The VPA sizes memory on
+    peaks too: a limit cut to fit a quiet minute is OOM-killed by the next burst."""
     cpu_headroom: float = 1.2
     """A CPU limit is never cut below this times the pod's current CPU usage (a busy pod
     keeps its limit; no forced raise)."""
@@ -101,6 +113,8 @@ class ActionMapping:
         for name in ("memory_headroom", "cpu_headroom"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.memory_peak_window < 1:
+            raise ValueError(f"memory_peak_window must be >= 1, got {self.memory_peak_window}")
         if self.cfs_quota_requests < 0:
             raise ValueError(f"cfs_quota_requests must be >= 0, got {self.cfs_quota_requests}")
         if not self.cfs_period_s > 0:
@@ -169,30 +183,56 @@ def _cpu_bounds(
     return np.maximum(cpu_lo, np.minimum(np.minimum(cpu_hi, current), keep)), cpu_hi
 
 
+class WorkingSetPeak:
+    """Each service's largest working set per ready pod (MiB) over the last ``window``
+    intervals, the basis of the memory floor (as the VPA's recommender uses peaks)."""
+
+    def __init__(self, window: int):
+        self._recent: deque[np.ndarray] = deque(maxlen=max(1, int(window)))
+
+    def __call__(self, ws_pod_mib: np.ndarray, ready: np.ndarray) -> np.ndarray:
+        """Record this interval's per-pod working set (services with no ready pod add
+        nothing) and return the peak over the window, this interval included."""
+        self._recent.append(np.where(ready >= 1, ws_pod_mib, 0.0))
+        return np.max(self._recent, axis=0)
+
+
 def _memory_bounds(
-    obs: Observation, app: CompiledApp, mapping: ActionMapping
+    obs: Observation,
+    app: CompiledApp,
+    mapping: ActionMapping,
+    peak: WorkingSetPeak | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Memory limit bounds: the range, and never below headroom x the working set per pod.
+    """Memory limit bounds: the range, and never below headroom x the working set per pod
+    (its peak over ``mapping.memory_peak_window`` intervals when ``peak`` keeps them).
 
     Two cases where the working set cannot be trusted, handled here for every caller:
 
-    - *no ready pod* (starting, crash-looping): its working set reads 0, so a cut could go
-      below what the pod needs to start and keep it down for good; the limit may not go down;
+    - *no ready pod* (starting, crash-looping) or *no reading yet* (a working set of 0, as
+      before the first interval is measured): a cut could go below what the pod needs to
+      start and keep it down for good; the limit may not go down;
     - *OOM kills this interval*: the limit goes up by the VPA's OOM bump (x1.2, +100 MiB at
       least), capped at the range's top.
     """
     mem_lo, mem_hi = (app.memory_limit_mib0 * r for r in mapping.memory_limit_range)
     ws_pod = obs.memory_working_set_mib / np.maximum(obs.replicas_ready, 1)
+    if peak is not None:
+        ws_pod = peak(ws_pod, obs.replicas_ready)
     floor = np.maximum(mem_lo, np.minimum(mem_hi, mapping.memory_headroom * ws_pod))
     current = obs.memory_limit_mib
-    floor = np.where(obs.replicas_ready < 1, np.maximum(floor, current), floor)
+    unknown = (obs.replicas_ready < 1) | (obs.memory_working_set_mib <= 0)
+    floor = np.where(unknown, np.maximum(floor, current), floor)
     bumped = np.minimum(mem_hi, np.maximum(current * OOM_BUMP_RATIO, current + OOM_MIN_BUMP_MIB))
     floor = np.where(obs.oom_kills > 0, np.maximum(floor, bumped), floor)
     return floor, mem_hi
 
 
 def _deltas(
-    a: np.ndarray, obs: Observation, app: CompiledApp, mapping: ActionMapping
+    a: np.ndarray,
+    obs: Observation,
+    app: CompiledApp,
+    mapping: ActionMapping,
+    peak: WorkingSetPeak | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Delta mode: replicas, CPU and memory limits after the changes ``a`` asks for."""
     st = _strength(a, mapping.deadband)
@@ -204,7 +244,7 @@ def _deltas(
     log_f = np.log(mapping.resource_step_factor)
     cpu_floor, cpu_hi = _cpu_bounds(obs, app, mapping)
     cpu = np.clip(obs.cpu_limit_millicores * np.exp(st[:, 1] * log_f), cpu_floor, cpu_hi)
-    mem_floor, mem_hi = _memory_bounds(obs, app, mapping)
+    mem_floor, mem_hi = _memory_bounds(obs, app, mapping, peak)
     mem = np.clip(obs.memory_limit_mib * np.exp(st[:, 2] * log_f), mem_floor, mem_hi)
     return replicas, cpu, mem
 
@@ -241,6 +281,7 @@ def _targets(
     app: CompiledApp,
     mapping: ActionMapping,
     stabilizer: ScaleDownStabilizer | None = None,
+    peak: WorkingSetPeak | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Target mode: replicas, CPU and memory limits moved toward the set-points ``a``."""
     lo, hi = mapping.target_utilization_range
@@ -262,7 +303,7 @@ def _targets(
     cpu_floor, cpu_hi = _cpu_bounds(obs, app, mapping)
     cpu_target = app.cpu_limit_m0 * level(a[:, 1], mapping.cpu_limit_range)
     cpu = np.clip(_toward(obs.cpu_limit_millicores, cpu_target, mapping), cpu_floor, cpu_hi)
-    mem_floor, mem_hi = _memory_bounds(obs, app, mapping)
+    mem_floor, mem_hi = _memory_bounds(obs, app, mapping, peak)
     mem_target = app.memory_limit_mib0 * level(a[:, 2], mapping.memory_limit_range)
     mem = np.clip(_toward(obs.memory_limit_mib, mem_target, mapping), mem_floor, mem_hi)
     return replicas, cpu, mem
@@ -274,18 +315,22 @@ def map_action(
     app: CompiledApp,
     mapping: ActionMapping,
     stabilizer: ScaleDownStabilizer | None = None,
+    memory_peak: WorkingSetPeak | None = None,
 ) -> tuple[Action, np.ndarray]:
     """The simulator action for ``action`` (S, 3) given the current observation.
 
+    ``stabilizer`` (target mode) and ``memory_peak`` carry what a controller remembers from
+    interval to interval; call once per interval with the same ones (None: a stateless
+    decision, from the current observation only).
     Returns the :class:`Action` and a (S, 3) boolean array of which components change.
     """
     a = np.clip(np.nan_to_num(np.asarray(action, dtype=np.float64), nan=0.0), -1.0, 1.0)
     if a.shape != (app.n_services, N_ACTION_COMPONENTS):
         raise ValueError(f"action must have shape ({app.n_services}, 3), got {a.shape}")
     if mapping.mode == "target":
-        replicas, cpu, mem = _targets(a, obs, app, mapping, stabilizer)
+        replicas, cpu, mem = _targets(a, obs, app, mapping, stabilizer, memory_peak)
     else:
-        replicas, cpu, mem = _deltas(a, obs, app, mapping)
+        replicas, cpu, mem = _deltas(a, obs, app, mapping, memory_peak)
 
     changed = np.stack(
         [

@@ -24,6 +24,7 @@ from drpc.rllib_env.actions import (
     N_ACTION_COMPONENTS,
     ActionMapping,
     ScaleDownStabilizer,
+    WorkingSetPeak,
     map_action,
 )
 from drpc.rllib_env.features import N_FEATURES, FeatureBuilder
@@ -234,6 +235,7 @@ class ClusterEnv(gym.Env):
         self.features = self._builders[sc.name]
         self.features.reset(float(load[0].mean()))
         self._stabilizer = ScaleDownStabilizer(cfg.actions.scale_down_window)
+        self._memory_peak = WorkingSetPeak(cfg.actions.memory_peak_window)
         self.t = 0
         obs = self.sim.reset()
         self._last_obs = obs
@@ -246,7 +248,12 @@ class ClusterEnv(gym.Env):
         if self.config.flatten:
             action = np.asarray(action).reshape(-1, N_ACTION_COMPONENTS)
         sim_action, changed = map_action(
-            action, self._last_obs, self.sim.app, self.config.actions, self._stabilizer
+            action,
+            self._last_obs,
+            self.sim.app,
+            self.config.actions,
+            self._stabilizer,
+            self._memory_peak,
         )
         obs = self.sim.step(sim_action)
         self._last_obs = obs

@@ -83,6 +83,22 @@ def test_scale_up_pods_go_pending_starting_ready_after_startup():
     assert obs.replicas_ready[0] == 5
 
 
+def test_observed_cpu_and_working_set_count_ready_pods_only():
+    """Starting pods burn CPU (JVM warm-up) and hold a bare working set; the per-service
+    observation counts Ready pods only, as the HPA does, so a utilisation rule does not
+    scale out for the pods it just started."""
+    sim = make_sim(three_tier(), intervals=10)
+    sim.step()
+    obs = sim.step(Action(replicas=np.array([5, np.nan, np.nan])))
+    pods = obs.pods
+    fe = pods.service == 0
+    starting = fe & (pods.phase == Phase.STARTING)
+    assert starting.sum() == 3 and pods.cpu_usage_millicores[starting].min() > 0
+    ready = fe & (pods.phase == Phase.READY)
+    assert obs.cpu_usage_millicores[0] == pytest.approx(pods.cpu_usage_millicores[ready].sum())
+    assert obs.cpu_usage_millicores[0] < pods.cpu_usage_millicores[fe].sum()
+
+
 def test_scale_down_stops_serving_at_once_and_frees_after_grace():
     sim = make_sim(three_tier(replicas=4), intervals=10)
     sim.step()

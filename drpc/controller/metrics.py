@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 _DST = 'reporter="destination",destination_workload="$svc",destination_workload_namespace="$ns"'
 _POD = 'namespace="$ns",pod=~"$svc_re-[a-z0-9]+-[a-z0-9]+"'
 _CTR = _POD + ',container!="",container!="POD"'
+# Ready pods only (CPU and working set), as the HPA counts them: a starting pod's warm-up burn
+# says nothing about the load per serving pod, and counting it feeds a scale-out on itself.
+_READY = f'and on(namespace, pod) (kube_pod_status_ready{{{_POD},condition="true"}} == 1)'
 _INGRESS = 'reporter="source",source_workload="istio-ingressgateway"'
 
 DEFAULT_QUERIES: dict[str, str] = {
@@ -72,12 +75,17 @@ DEFAULT_QUERIES: dict[str, str] = {
         "histogram_quantile(0.99, sum by (le) "
         f"(rate(istio_request_duration_milliseconds_bucket{{{_DST}}}[$window])))"
     ),
-    "cpu_usage_millicores": f"1000 * sum(rate(container_cpu_usage_seconds_total{{{_CTR}}}[$window]))",
+    "cpu_usage_millicores": (
+        f"1000 * (sum(rate(container_cpu_usage_seconds_total{{{_CTR}}}[$window]) {_READY})"
+        " or vector(0))"
+    ),
     "cpu_throttled_ratio": (
         f"sum(rate(container_cpu_cfs_throttled_periods_total{{{_CTR}}}[$window]))"
         f" / sum(rate(container_cpu_cfs_periods_total{{{_CTR}}}[$window]))"
     ),
-    "memory_working_set_mib": f"sum(container_memory_working_set_bytes{{{_CTR}}}) / 2^20",
+    "memory_working_set_mib": (
+        f"(sum(container_memory_working_set_bytes{{{_CTR}}} {_READY}) or vector(0)) / 2^20"
+    ),
     "replicas_desired": 'max(kube_deployment_spec_replicas{namespace="$ns",deployment="$svc"})',
     "replicas_ready": 'max(kube_deployment_status_replicas_ready{namespace="$ns",deployment="$svc"})',
     "pods_pending": f'sum(kube_pod_status_phase{{{_POD},phase="Pending"}})',

@@ -737,11 +737,14 @@ class ClusterSim:
     ) -> Observation:
         app, cfg, p = self.app, self.config, self.pods
         n = app.n_services
-        live = _live(p.phase)
-        ready = np.bincount(p.svc[p.phase == Phase.READY], minlength=n)
+        on = p.phase == Phase.READY
+        ready = np.bincount(p.svc[on], minlength=n)
         pending = np.bincount(p.svc[p.phase == Phase.PENDING], minlength=n)
-        usage = np.bincount(p.svc[live], weights=p.cpu_usage[live], minlength=n)
-        ws = np.bincount(p.svc[live], weights=p.mem_ws[live], minlength=n)
+        # Ready pods only, as the HPA counts CPU: a starting pod's warm-up burn (and its bare
+        # working set) says nothing about the load per serving pod, and counting it makes a
+        # utilisation rule scale out for the pods it just started.
+        usage = np.bincount(p.svc[on], weights=p.cpu_usage[on], minlength=n)
+        ws = np.bincount(p.svc[on], weights=p.mem_ws[on], minlength=n)
         node_cpu, node_mem = self._cluster_totals()
         ms = 1000.0
         return Observation(

@@ -172,9 +172,9 @@ class Observation:
     latency_p95_ms: np.ndarray
     latency_p99_ms: np.ndarray
     queueing_delay_ms: np.ndarray  # mean wait in queue (M/M/c part + backlog)
-    cpu_usage_millicores: np.ndarray  # sum over pods
+    cpu_usage_millicores: np.ndarray  # sum over Ready pods (not starting ones, as the HPA)
     cpu_throttled_ratio: np.ndarray
-    memory_working_set_mib: np.ndarray  # sum over pods
+    memory_working_set_mib: np.ndarray  # sum over Ready pods
     replicas_desired: np.ndarray
     replicas_ready: np.ndarray
     pods_pending: np.ndarray

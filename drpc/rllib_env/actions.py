@@ -14,8 +14,10 @@ limit. Each maps the same way:
   quota one mean request needs (``cfs_quota_requests``; a smaller quota makes every request
   wait out throttled periods); memory limits to
   [memory_limit_range[0], memory_limit_range[1]] x the initial limit, and a memory limit never
-  below ``memory_headroom`` x the pod's current working set (so a cut cannot OOM-kill it),
-  never cut while no pod of the service is ready (its working set is unknown), and raised
+  below ``memory_headroom`` x the pod's working set (its peak over the last hour with a
+  :class:`WorkingSetPeak`, so a cut sized for a quiet minute is not OOM-killed by the next
+  burst), never cut while no pod of the service is ready or before the first reading (its
+  working set is unknown), and raised
   after an OOM kill as the VPA does (x1.2, +100 MiB at least);
 - requests keep the app's request/limit ratio.
 
@@ -86,8 +88,8 @@ class ActionMapping:
     keeps its limit; no forced raise)."""
     cfs_quota_requests: float = 1.0
     """A CPU limit is never cut below what this many mean requests (visits) need in one CFS
-    period: limit x ``cfs_period_s`` >= this x measured CPU seconds per visit (CPU used /
-    visits served). Below it every request waits out whole throttled periods (0: no floor)."""
+    period: limit x ``cfs_period_s`` >= this x the CPU time of one visit, measured as CPU used /
+    visits served. Below it every request waits out whole throttled periods (0: no floor)."""
     cfs_period_s: float = 0.1
     """The CFS quota period (Linux default 100 ms)."""
     scale_down_window: int = 20

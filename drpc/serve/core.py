@@ -8,7 +8,8 @@ Kept apart from the deployments (:mod:`drpc.serve.app`) so it runs and is tested
   an :class:`~drpc.sim.types.Observation` from it, the (S, F) feature rows once (GRU forecast on
   ``entry_rps_history`` + the current entry rate) and, for students, the (S, N_LOCAL) local rows;
   ``decisions(...)`` turns the gathered raw actions into :class:`~drpc.serve.schema.Decision` s
-  through :func:`~drpc.rllib_env.actions.map_action` (no stabiliser: the endpoint is stateless).
+  through :func:`~drpc.rllib_env.actions.map_action` (no stabiliser, no working-set peak: the
+  endpoint is stateless; its memory floor uses the snapshot's working set).
 * :class:`NodeModel` (NodeAgent side): one node's network, evaluated on a *batch* of
   snapshots' rows in one call: ``(B, K, in) -> (B, K, 3)``.
 
@@ -437,8 +438,8 @@ class ServedPolicy:
 
     def decision_arrays(self, obs: Any, actions: dict[str, np.ndarray]) -> dict[str, Any]:
         """Per-service decision columns (checkpoint order) from each node's raw actions (K, 3):
-        :func:`~drpc.rllib_env.actions.map_action` without a stabiliser; a component that does
-        not change keeps its current value."""
+        :func:`~drpc.rllib_env.actions.map_action` without a stabiliser or working-set peak (a
+        stateless endpoint); a component that does not change keeps its current value."""
         from drpc.rllib_env.actions import map_action
 
         raw = np.zeros((len(self.services), 3), dtype=np.float64)

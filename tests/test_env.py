@@ -134,7 +134,7 @@ def test_memory_floor_follows_the_peak_working_set_of_the_window(env, mode):
     """With a WorkingSetPeak the floor is headroom x the largest per-pod working set of the
     last ``memory_peak_window`` intervals: a quiet minute does not size memory for the next
     burst; once the peak leaves the window, the cut goes through."""
-    from drpc.rllib_env.actions import WorkingSetPeak
+    from drpc.rllib_env.actions import MappingState, WorkingSetPeak
 
     env.reset(seed=2)
     app, n = env.sim.app, env.sim.app.n_services
@@ -147,11 +147,11 @@ def test_memory_floor_follows_the_peak_working_set_of_the_window(env, mode):
         obs, replicas_ready=pods, memory_limit_mib=limit, memory_working_set_mib=pods * 600.0
     )
     quiet = dataclasses.replace(busy, memory_working_set_mib=pods * 300.0)
-    peak = WorkingSetPeak(m.memory_peak_window)
+    peak = MappingState(memory_peak=WorkingSetPeak(m.memory_peak_window))
     down = np.full((n, 3), -1.0)
     lo = 0.5 * app.memory_limit_mib0
-    got = [map_action(down, busy, app, m, memory_peak=peak)[0].memory_limit_mib]
-    got += [map_action(down, quiet, app, m, memory_peak=peak)[0].memory_limit_mib for _ in "abc"]
+    got = [map_action(down, busy, app, m, peak)[0].memory_limit_mib]
+    got += [map_action(down, quiet, app, m, peak)[0].memory_limit_mib for _ in "abc"]
     got = [np.where(np.isnan(g), limit, g) for g in got]  # NaN: unchanged
     for g in got[:3]:  # the busy interval is in the window: no cut below 1.2 x 600 MiB
         np.testing.assert_allclose(g, np.clip(np.maximum(720.0, lo), None, 1000.0))
@@ -306,7 +306,7 @@ def target_obs(env, seed=3):
 
 
 def test_target_mode_replicas_follow_the_utilisation_set_point(env):
-    from drpc.rllib_env.actions import ScaleDownStabilizer
+    from drpc.rllib_env.actions import MappingState, ScaleDownStabilizer
 
     obs, app = target_obs(env)
     m = ActionMapping(mode="target", replica_step_fraction=1.0, scale_down_window=1)
@@ -325,7 +325,7 @@ def test_target_mode_replicas_follow_the_utilisation_set_point(env):
         got = np.where(changed[:, 0], action.replicas, cur)
         np.testing.assert_array_equal(got, expect)
     # the stabiliser holds a scale-down at the largest count wanted in its window
-    stab = ScaleDownStabilizer(3)
+    stab = MappingState(stabilizer=ScaleDownStabilizer(3))
     up, down = np.zeros((n, 3)), np.zeros((n, 3))
     up[:, 0], down[:, 0] = -1.0, 1.0  # lowest target = most replicas; then the highest
     high, _ = map_action(up, obs, app, m, stab)

@@ -11,7 +11,7 @@ the network: the observation becomes feature rows through the same
 becomes its local observation (:class:`~drpc.imitation.local.LocalObservation`), every node's
 students decide for their services in one batched call (:class:`~drpc.imitation.students.
 NodeStudents`), and :func:`~drpc.rllib_env.actions.map_action` with the checkpoint's action
-mapping (the teacher's) and a :class:`~drpc.rllib_env.actions.ScaleDownStabilizer` turns the
+mapping (the teacher's) and a :class:`~drpc.rllib_env.actions.MappingState` turns the
 raw actions into bounded changes. ``decision_s`` keeps the last interval's per-node decision
 times (seconds) of the networks alone.
 """
@@ -29,8 +29,7 @@ from drpc.imitation.local import LocalObservation
 from drpc.imitation.students import StudentSet
 from drpc.rllib_env.actions import (
     ActionMapping,
-    ScaleDownStabilizer,
-    WorkingSetPeak,
+    MappingState,
     map_action,
 )
 from drpc.rllib_env.features import FeatureBuilder
@@ -71,8 +70,7 @@ class StudentPolicy:
         self.sim_app = sim.app
         self._features = FeatureBuilder(sim.app, sim.config.interval_s, self.forecast)
         self._local = LocalObservation(sim.app, self._features.ctx.max_capacity_rps)
-        self._stabilizer = ScaleDownStabilizer(self.mapping.scale_down_window)
-        self._memory_peak = WorkingSetPeak(self.mapping.memory_peak_window)
+        self._mapping_state = MappingState.for_mapping(self.mapping)
         self._nodes = self.students.nodes()
         self._index = self.students.node_index
         self._fresh = True
@@ -102,8 +100,7 @@ class StudentPolicy:
             obs,
             self.sim_app,
             self.mapping,
-            self._stabilizer,
-            self._memory_peak,
+            self._mapping_state,
         )
         return action
 

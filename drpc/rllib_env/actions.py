@@ -51,6 +51,7 @@ from drpc.sim.types import Action, Observation
 
 __all__ = [
     "ActionMapping",
+    "MappingState",
     "N_ACTION_COMPONENTS",
     "ScaleDownStabilizer",
     "WorkingSetPeak",
@@ -311,21 +312,40 @@ def _targets(
     return replicas, cpu, mem
 
 
+@dataclass
+class MappingState:
+    """What a controller that uses the mapping remembers from interval to interval: the
+    replica counts wanted lately (scale-down stabilisation, target mode) and each service's
+    peak working set per pod (the memory floor). A field left None is not remembered."""
+
+    stabilizer: ScaleDownStabilizer | None = None
+    memory_peak: WorkingSetPeak | None = None
+
+    @classmethod
+    def for_mapping(cls, mapping: ActionMapping) -> MappingState:
+        """A fresh state with the windows of ``mapping`` (one per episode or run)."""
+        return cls(
+            stabilizer=ScaleDownStabilizer(mapping.scale_down_window),
+            memory_peak=WorkingSetPeak(mapping.memory_peak_window),
+        )
+
+
 def map_action(
     action: np.ndarray,
     obs: Observation,
     app: CompiledApp,
     mapping: ActionMapping,
-    stabilizer: ScaleDownStabilizer | None = None,
-    memory_peak: WorkingSetPeak | None = None,
+    state: MappingState | None = None,
 ) -> tuple[Action, np.ndarray]:
     """The simulator action for ``action`` (S, 3) given the current observation.
 
-    ``stabilizer`` (target mode) and ``memory_peak`` carry what a controller remembers from
-    interval to interval; call once per interval with the same ones (None: a stateless
-    decision, from the current observation only).
+    ``state`` carries what a controller remembers from interval to interval (call once per
+    interval with the same one, from :meth:`MappingState.for_mapping`); None: a stateless
+    decision, from the current observation only.
     Returns the :class:`Action` and a (S, 3) boolean array of which components change.
     """
+    state = state or MappingState()
+    stabilizer, memory_peak = state.stabilizer, state.memory_peak
     a = np.clip(np.nan_to_num(np.asarray(action, dtype=np.float64), nan=0.0), -1.0, 1.0)
     if a.shape != (app.n_services, N_ACTION_COMPONENTS):
         raise ValueError(f"action must have shape ({app.n_services}, 3), got {a.shape}")

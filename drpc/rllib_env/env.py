@@ -23,8 +23,7 @@ import numpy as np
 from drpc.rllib_env.actions import (
     N_ACTION_COMPONENTS,
     ActionMapping,
-    ScaleDownStabilizer,
-    WorkingSetPeak,
+    MappingState,
     map_action,
 )
 from drpc.rllib_env.features import N_FEATURES, FeatureBuilder
@@ -234,8 +233,7 @@ class ClusterEnv(gym.Env):
             self._builders[sc.name] = FeatureBuilder(sc.app, sc.config.interval_s, cfg.forecast)
         self.features = self._builders[sc.name]
         self.features.reset(float(load[0].mean()))
-        self._stabilizer = ScaleDownStabilizer(cfg.actions.scale_down_window)
-        self._memory_peak = WorkingSetPeak(cfg.actions.memory_peak_window)
+        self._mapping_state = MappingState.for_mapping(cfg.actions)
         self.t = 0
         obs = self.sim.reset()
         self._last_obs = obs
@@ -252,8 +250,7 @@ class ClusterEnv(gym.Env):
             self._last_obs,
             self.sim.app,
             self.config.actions,
-            self._stabilizer,
-            self._memory_peak,
+            self._mapping_state,
         )
         obs = self.sim.step(sim_action)
         self._last_obs = obs

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from drpc.rllib_env.actions import ScaleDownStabilizer, WorkingSetPeak, map_action
+from drpc.rllib_env.actions import MappingState, map_action
 from drpc.rllib_env.features import FeatureBuilder
 from drpc.sim.cluster import ClusterSim
 from drpc.sim.types import Action, Observation
@@ -54,8 +54,7 @@ class TeacherPolicy:
     def reset(self, sim: ClusterSim) -> None:
         self.sim_app = sim.app
         self._features = FeatureBuilder(sim.app, sim.config.interval_s, self.meta["forecast"])
-        self._stabilizer = ScaleDownStabilizer(self.mapping.scale_down_window)
-        self._memory_peak = WorkingSetPeak(self.mapping.memory_peak_window)
+        self._mapping_state = MappingState.for_mapping(self.mapping)
         self._fresh = True
 
     def actions(self, features: np.ndarray) -> np.ndarray:
@@ -76,7 +75,7 @@ class TeacherPolicy:
         else:
             x = self._features(obs)
         action, _ = map_action(
-            self.actions(x), obs, self.sim_app, self.mapping, self._stabilizer, self._memory_peak
+            self.actions(x), obs, self.sim_app, self.mapping, self._mapping_state
         )
         return action
 

@@ -96,6 +96,28 @@ def test_bad_policy_specs_fail_before_running():
         make_policy("hpa:target=0")
 
 
+def test_hpa_scale_down_window_keeps_pods_through_an_outage(scenario):
+    """``hpa:scale_down_window_s`` is upstream's downscale stabilisation: after 20 busy
+    intervals and a 24-interval (6 min) outage, the default 5-minute window has let the pods go,
+    a 10-minute one still holds them."""
+    from drpc.sim.cluster import ClusterSim
+
+    busy = np.full((20, scenario.load_rps.shape[1]), float(scenario.load_rps.max()))
+    load = np.concatenate([busy, np.zeros((24, busy.shape[1]))])
+    end = {}
+    for window_s in (300, 600):
+        policy = make_policy(f"hpa:target=60,scale_down_window_s={window_s}")
+        sim = ClusterSim(scenario.app, scenario.config, load, seed=1)
+        obs = sim.reset()
+        policy.reset(sim)
+        while not sim.done:
+            obs = sim.step(policy.act(obs))
+        end[window_s] = int(obs.replicas_desired.sum())
+    assert end[300] == int(scenario.app.min_replicas.sum()) < end[600]
+    with pytest.raises(PolicyError, match="scale_down_window_s must be in"):
+        make_policy("hpa:scale_down_window_s=7200")
+
+
 class _Exploding:
     name = "exploding"
 

@@ -97,12 +97,22 @@ class HPAParams:
     """'default' (autoscaling/v2 default behavior) or 'legacy' (no behavior field)."""
     tolerance: float = 0.1
     """Usage-ratio tolerance."""
+    scale_down_window_s: int = 300
+    """Scale-down stabilisation window (s): the controller's
+    ``--horizontal-pod-autoscaler-downscale-stabilization`` (upstream default 300), which an
+    HPA with ``behavior: {}`` uses, as if ``behavior.scaleDown.stabilizationWindowSeconds``
+    were set to it (legacy path: the controller flag)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.target <= 1000:
             raise ValueError(f"target must be a percentage in [1, 1000], got {self.target}")
         if self.behavior not in ("default", "legacy"):
             raise ValueError(f"behavior must be 'default' or 'legacy', got {self.behavior!r}")
+        if not 0 <= self.scale_down_window_s <= 3600:
+            raise ValueError(
+                "scale_down_window_s must be in [0, 3600] (upstream's limit), got "
+                f"{self.scale_down_window_s}"
+            )
 
 
 class HPAPolicy:
@@ -115,13 +125,15 @@ class HPAPolicy:
 
     def reset(self, sim: ClusterSim) -> None:
         app = sim.app
-        behavior = default_behavior() if self.params.behavior == "default" else None
+        window_s = float(self.params.scale_down_window_s)
+        behavior = default_behavior(window_s) if self.params.behavior == "default" else None
         self.controllers = [
             HPAController(
                 max_replicas=int(app.max_replicas[s]),
                 min_replicas=max(1, int(app.min_replicas[s])),
                 behavior=behavior,
                 tolerance=self.params.tolerance,
+                downscale_stabilization_window_s=window_s,
             )
             for s in range(app.n_services)
         ]

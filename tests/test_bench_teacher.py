@@ -60,3 +60,25 @@ def test_reliability_table_refuses_a_result_without_training(tmp_path):
     bad.write_text(json.dumps({"scenarios": {"default": {}}}))
     with pytest.raises(SystemExit, match="eval_only.json"):
         table.main([str(bad)])
+
+
+def test_best_hpa_keeps_the_default_window_and_the_teachers_window_apart():
+    from types import SimpleNamespace
+
+    bench = _load("teacher_vs_hpa")
+    table = {
+        "hpa:target=50": {"slo_violation_fraction": 0.01, "cpu_core_hours": 60.0},
+        "hpa:target=80": {"slo_violation_fraction": 0.01, "cpu_core_hours": 50.0},
+        "hpa:target=80,scale_down_window_s=600": {
+            "slo_violation_fraction": 0.0,
+            "cpu_core_hours": 55.0,
+        },
+        "teacher": {"slo_violation_fraction": 0.005, "cpu_core_hours": 45.0},
+    }
+    assert bench.best_hpa(table) == "hpa:target=80"  # the upstream default window only
+    assert bench.best_hpa(table, 600) == "hpa:target=80,scale_down_window_s=600"
+    target = SimpleNamespace(mode="target", scale_down_window=40)
+    assert bench.teacher_window_s(SimpleNamespace(mapping=target), 15.0) == 600
+    hpa_like = SimpleNamespace(mode="target", scale_down_window=20)
+    assert bench.teacher_window_s(SimpleNamespace(mapping=hpa_like), 15.0) is None
+    assert bench.teacher_window_s("oracle", 15.0) is None

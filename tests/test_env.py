@@ -335,6 +335,28 @@ def test_target_mode_replicas_follow_the_utilisation_set_point(env):
     assert np.all(lo_reps >= np.minimum(hi_reps, obs.replicas_desired))
 
 
+def test_default_scale_down_window_outlasts_the_training_outages():
+    """The target mapping's stabiliser holds replicas through the longest outage of the
+    training episodes, so the returning traffic meets the pods it left (the HPA's 5 minutes
+    let them go at minute 5); a longer quiet spell does let them go."""
+    from drpc.rllib_env.actions import ScaleDownStabilizer
+    from drpc.rllib_env.env import EnvConfig
+
+    window = ActionMapping().scale_down_window
+    longest_outage = EnvConfig().outage_intervals[1]
+    assert window > longest_outage
+    stab = ScaleDownStabilizer(window)
+    busy, idle = np.array([12.0]), np.array([1.0])
+    current = busy
+    for _ in range(5):
+        current = stab(busy, current)
+    held = [float(stab(idle, current)[0]) for _ in range(longest_outage)]
+    assert held == [12.0] * longest_outage
+    for _ in range(window):
+        current = stab(idle, current)
+    assert current[0] == 1.0
+
+
 def test_target_mode_limits_move_toward_set_points_within_bounds(env):
     obs, app = target_obs(env, seed=4)
     m = ActionMapping(mode="target")

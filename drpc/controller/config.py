@@ -156,8 +156,11 @@ class ControllerConfig:
     """Time after a CPU change before the next one of the same service (s)."""
     cooldown_memory_s: float = 120.0
     """Time after a memory change before the next one of the same service (s)."""
-    scale_down_stabilization_s: float = 300.0
-    """HPA-style window: scale down only to the highest recommendation within it (s)."""
+    scale_down_stabilization_s: float = 600.0
+    """HPA-style window: scale down only to the highest recommendation within it (s). 600:
+    the teacher's action mapping's window (``ActionMapping.scale_down_window``, 10 min), so
+    the live teacher holds pods as it was trained and evaluated to; the HPA's default is 300,
+    which lets the pods go at minute 5 of a traffic outage."""
     dry_run: bool = False
     """Decide and log every action, apply nothing."""
     resize_template_fallback: bool = False

@@ -93,9 +93,12 @@ class ActionMapping:
     visits served. Below it every request waits out whole throttled periods (0: no floor)."""
     cfs_period_s: float = 0.1
     """The CFS quota period (Linux default 100 ms)."""
-    scale_down_window: int = 20
+    scale_down_window: int = 40
     """Target mode: replicas go down only to the largest count wanted over this many last
-    intervals (the HPA's 5-minute scale-down stabilisation at 15 s intervals; 1 = none)."""
+    intervals (40 x 15 s: 10 minutes, twice the HPA's default 5; 1 = none). Longer than the
+    longest traffic outage of the training episodes (``EnvConfig.outage_intervals``, up to 30),
+    so pods are still there when the traffic returns all at once: with 5 minutes they go at
+    minute 5 of an outage, and the thundering herd meets the minimum."""
     target_utilization_range: tuple[float, float] = (0.05, 0.65)
     """Target mode: CPU utilisation set-point at a = -1 and a = +1."""
     tolerance: float = 0.1

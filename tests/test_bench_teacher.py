@@ -77,6 +77,10 @@ def test_best_hpa_keeps_the_default_window_and_the_teachers_window_apart():
     }
     assert bench.best_hpa(table) == "hpa:target=80"  # the upstream default window only
     assert bench.best_hpa(table, 600) == "hpa:target=80,scale_down_window_s=600"
+    same = table["hpa:target=80,scale_down_window_s=600"]
+    tie_cheaper = {"slo_violation_fraction": 0.0, "cpu_core_hours": 50.0}
+    assert not bench.beats(tie_cheaper, same) and bench.dominates(tie_cheaper, same)
+    assert not bench.dominates(same, same)
     target = SimpleNamespace(mode="target", scale_down_window=40)
     assert bench.teacher_window_s(SimpleNamespace(mapping=target), 15.0) == 600
     hpa_like = SimpleNamespace(mode="target", scale_down_window=20)

@@ -137,10 +137,14 @@ class CheckpointParams:
 
     utilization_scale: float = 1.0
     """Every learned CPU-utilisation set-point times this (0.9: 10% more headroom)."""
+    scale_down_window: int = 0
+    """Target mode: the scale-down stabilisation window in intervals (0: the checkpoint's own;
+    e.g. 40 replays an older teacher with today's 10-minute window)."""
 
 
 def _checkpoint_policy(spec: str) -> Policy:
-    """A teacher or student checkpoint folder, with optional ``:utilization_scale=X``."""
+    """A teacher or student checkpoint folder, with optional ``:utilization_scale=X`` and
+    ``:scale_down_window=N``."""
     from drpc.imitation.checkpoint import is_student_checkpoint
 
     path, rest = spec, ""
@@ -158,6 +162,12 @@ def _checkpoint_policy(spec: str) -> Policy:
     if params.utilization_scale != 1.0:
         try:
             policy.mapping = policy.mapping.with_utilization_scale(params.utilization_scale)
+        except ValueError as err:
+            raise PolicyError(f"policy {spec!r}: {err}") from None
+        policy.name = spec
+    if params.scale_down_window:
+        try:
+            policy.mapping = policy.mapping.with_scale_down_window(params.scale_down_window)
         except ValueError as err:
             raise PolicyError(f"policy {spec!r}: {err}") from None
         policy.name = spec

@@ -182,6 +182,24 @@ def test_utilization_scale_is_an_operator_margin_on_the_bundled_teacher():
     assert cost[0.7] > cost[1.0], cost
 
 
+def test_scale_down_window_replays_a_teacher_with_another_window():
+    from drpc.policy import PolicyError
+    from drpc.teacher.checkpoint import bundled_teacher
+
+    folder = str(bundled_teacher()["folder"])
+    base = make_policy(folder)
+    longer = make_policy(f"{folder}:scale_down_window=40")
+    assert longer.name == f"{folder}:scale_down_window=40"
+    assert longer.mapping.scale_down_window == 40
+    assert longer.mapping.target_utilization_range == base.mapping.target_utilization_range
+    assert make_policy(f"{folder}:scale_down_window=0").mapping == base.mapping  # 0: its own
+    both = make_policy(f"{folder}:utilization_scale=0.9,scale_down_window=30").mapping
+    assert both.scale_down_window == 30 and both != base.mapping
+    for bad, says in (("500", "scale_down_window must be in"), ("x", "expects int")):
+        with pytest.raises(PolicyError, match=says):
+            make_policy(f"{folder}:scale_down_window={bad}")
+
+
 # -- in the harness -------------------------------------------------------------------------
 
 

@@ -132,6 +132,15 @@ class ActionMapping:
             if not 0 < lo <= 1 <= hi:
                 raise ValueError(f"{name} must satisfy 0 < low <= 1 <= high, got {(lo, hi)}")
 
+    def with_scale_down_window(self, intervals: int) -> ActionMapping:
+        """Target mode: the same mapping with another scale-down stabilisation window (an
+        operator's choice on a trained policy; the network is not touched)."""
+        if self.mode != "target":
+            raise ValueError("scale_down_window applies to target-mode policies only")
+        if not 1 <= intervals <= 240:
+            raise ValueError(f"scale_down_window must be in [1, 240] intervals, got {intervals!r}")
+        return dataclasses.replace(self, scale_down_window=int(intervals))
+
     def with_utilization_scale(self, scale: float) -> ActionMapping:
         """Target mode: every learned CPU-utilisation set-point times ``scale`` -- an operator's
         margin on a trained policy, as one lowers the HPA's target (0.9: replicas sized for

@@ -343,6 +343,14 @@ def _add_train_parser(sub) -> None:
         help="training-split scenario that scores snapshots; the best is exported "
         f"(default: {d.validation_scenario}; 'none' = export the last)",
     )
+    hp.add_argument(
+        "--selection",
+        choices=("hpa_budget", "score"),
+        default=d.selection,
+        help="how the exported snapshot is picked on the validation scenario: 'hpa_budget' "
+        "(default): the fewest SLO-violating intervals among snapshots that use no more CPU "
+        "than the HPA there; 'score': the lowest violations + 0.1 x CPU/HPA's",
+    )
     ev = tr.add_argument_group("evaluation after training")
     ev.add_argument(
         "--eval-scenario",
@@ -408,6 +416,7 @@ def _cmd_train(args) -> int:
         validation_scenario=(
             None if str(args.validation_scenario).lower() == "none" else args.validation_scenario
         ),
+        selection=args.selection,
         eval_scenarios=tuple(args.eval_scenarios or d.eval_scenarios),
         eval_baselines=tuple(args.eval_baselines or d.eval_baselines),
         progress=not args.no_progress,

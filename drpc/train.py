@@ -44,6 +44,7 @@ from drpc.scenario import load_scenario
 __all__ = ["TrainConfig", "TrainResult", "train", "build_algorithm_config", "flatten_metrics"]
 
 ALGORITHMS = ("td3", "sac", "ppo")
+SELECTIONS = ("hpa_budget", "score")
 
 TEACHER_ENV: dict[str, Any] = {
     "reward": {"slo_weight": 4.0, "failure_weight": 10.0, "violation_weight": 2.0},
@@ -135,6 +136,12 @@ class TrainConfig:
     as training."""
     validate_every_s: float = 120.0
     """Seconds of training between validations."""
+    selection: str = "hpa_budget"
+    """How the exported snapshot is picked on the validation scenario(s). 'hpa_budget': among
+    the snapshots that use no more CPU than the HPA (``hpa``, 80% target) there, the fewest
+    violating and failed intervals, then the least CPU -- the goal "fewer SLO violations at
+    no more CPU than the HPA" on training data; if none fits the budget, the lowest score.
+    'score': the lowest score."""
     validation_cost_weight: float = 0.1
     """Score = violation fraction + failed fraction + this x core-hours / the HPA's (lower is
     better): one point of violating intervals weighs as much as 10% of the HPA's CPU."""
@@ -156,6 +163,8 @@ class TrainConfig:
                 f"demonstrator {self.demonstrator!r} needs action_mode='delta' (demonstrations "
                 "are deltas); in target mode use 'setpoint'"
             )
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection: choose one of {SELECTIONS}, got {self.selection!r}")
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm: choose one of {ALGORITHMS}, got {self.algorithm!r}")
         if not self.scenarios:
@@ -529,6 +538,12 @@ class _Validator:
             + self.cfg.validation_cost_weight * summary["cpu_core_hours"] / hpa_core_hours
         )
 
+    def rank(self, row: dict[str, Any]) -> tuple[int, float, float]:
+        """Sort key of a validated snapshot (lower is better), per ``cfg.selection``."""
+        if self.cfg.selection == "hpa_budget" and row["cpu_vs_hpa"] <= 1.0:
+            return (0, row["violating_or_failed_fraction"], row["cpu_vs_hpa"])
+        return (1, row["score"], 0.0)
+
     def __call__(
         self, algo: Any, iteration: int, env_steps: int, train_s: float, force: bool = False
     ) -> None:
@@ -549,9 +564,22 @@ class _Validator:
                 k: float(np.mean([s[k] for s in summaries]))
                 for k in ("slo_violation_fraction", "cpu_core_hours")
             },
+            "violating_or_failed_fraction": float(
+                np.mean(
+                    [s["slo_violation_fraction"] + s["failed_request_fraction"] for s in summaries]
+                )
+            ),
+            "cpu_vs_hpa": float(
+                np.mean(
+                    [
+                        s["cpu_core_hours"] / h
+                        for s, h in zip(summaries, self.hpa_core_hours, strict=True)
+                    ]
+                )
+            ),
         }
         self.history.append(row)
-        if self.best is None or row["score"] < self.best["row"]["score"]:
+        if self.best is None or self.rank(row) < self.rank(self.best["row"]):
             state = {k: v.detach().clone() for k, v in policy.actor.state_dict().items()}
             self.best = {"row": row, "state": state}
 

@@ -155,12 +155,44 @@ def test_train_refuses_evaluation_windows_and_bad_settings(tmp_path):
         TrainConfig(time_budget_s=None)
     with pytest.raises(ValueError, match="num_learners"):
         TrainConfig(num_gpus_per_learner=1)
+    with pytest.raises(ValueError, match="selection: choose one of"):
+        TrainConfig(selection="best")
     out = tmp_path / "out"
     assert cli_main(["train", "--scenario", "default", "--out", str(out)]) == 2
     assert not out.exists()  # nothing written for a refused run
     assert cli_main(["train", "--resume", str(tmp_path), "--out", str(out)]) == 2
     assert not out.exists()
     assert cli_main(["train", "--hidden", "a,b", "--out", str(out)]) == 2
+
+
+def test_selection_picks_the_fewest_violations_within_the_hpas_cpu():
+    """'hpa_budget': snapshots within the HPA's validation CPU first, fewest violating and
+    failed intervals, then least CPU; over the budget they rank by score after them.
+    'score': the lowest score, whatever the CPU."""
+    from types import SimpleNamespace
+
+    from drpc.train import _Validator
+
+    def row(name, violating, cpu_vs_hpa, score):
+        return dict(name=name, violating_or_failed_fraction=violating, cpu_vs_hpa=cpu_vs_hpa,
+                    score=score)  # fmt: skip
+
+    rows = [
+        row("cheap, violates", 0.0125, 0.57, 0.070),  # the lowest score
+        row("within budget", 0.0056, 0.69, 0.074),
+        row("within budget, dearer", 0.0056, 0.90, 0.095),
+        row("no violations, over budget", 0.0, 1.30, 0.130),
+    ]
+
+    def pick(selection):
+        v = SimpleNamespace(cfg=TrainConfig(selection=selection))
+        return min(rows, key=lambda r: _Validator.rank(v, r))["name"]
+
+    assert pick("hpa_budget") == "within budget"
+    assert pick("score") == "cheap, violates"
+    over = [r for r in rows if r["cpu_vs_hpa"] > 1] + [row("over, worse", 0.1, 1.1, 0.2)]
+    v = SimpleNamespace(cfg=TrainConfig())
+    assert min(over, key=lambda r: _Validator.rank(v, r))["name"] == "no violations, over budget"
 
 
 TINY = dict(

@@ -153,8 +153,10 @@ def teacher_window_s(policy: Any, interval_s: float) -> int | None:
     mapping = getattr(policy, "mapping", None)
     if mapping is None or getattr(mapping, "mode", None) != "target":
         return None
+    from drpc.baselines.hpa import DEFAULT_DOWNSCALE_STABILIZATION_WINDOW_S
+
     window_s = int(round(mapping.scale_down_window * interval_s))
-    return None if window_s == 300 else window_s
+    return None if window_s == DEFAULT_DOWNSCALE_STABILIZATION_WINDOW_S else window_s
 
 
 def train_overrides(items: list[str]) -> dict[str, Any]:

@@ -159,18 +159,16 @@ def _checkpoint_policy(spec: str) -> Policy:
         from drpc.teacher.policy import load_policy
 
         policy = load_policy(path)
-    if params.utilization_scale != 1.0:
-        try:
-            policy.mapping = policy.mapping.with_utilization_scale(params.utilization_scale)
-        except ValueError as err:
-            raise PolicyError(f"policy {spec!r}: {err}") from None
-        policy.name = spec
-    if params.scale_down_window:
-        try:
-            policy.mapping = policy.mapping.with_scale_down_window(params.scale_down_window)
-        except ValueError as err:
-            raise PolicyError(f"policy {spec!r}: {err}") from None
-        policy.name = spec
+    mapping = policy.mapping
+    try:
+        if params.utilization_scale != 1.0:
+            mapping = mapping.with_utilization_scale(params.utilization_scale)
+        if params.scale_down_window:
+            mapping = mapping.with_scale_down_window(params.scale_down_window)
+    except ValueError as err:
+        raise PolicyError(f"policy {spec!r}: {err}") from None
+    if mapping is not policy.mapping:  # an operator knob was given
+        policy.mapping, policy.name = mapping, spec
     return policy
 
 

@@ -531,13 +531,6 @@ class _Validator:
         self.history: list[dict[str, Any]] = []
         self.last_s = 0.0
 
-    def score(self, summary: dict[str, Any], hpa_core_hours: float) -> float:
-        return (
-            summary["slo_violation_fraction"]
-            + summary["failed_request_fraction"]
-            + self.cfg.validation_cost_weight * summary["cpu_core_hours"] / hpa_core_hours
-        )
-
     def rank(self, row: dict[str, Any]) -> tuple[int, float, float]:
         """Sort key of a validated snapshot (lower is better), per ``cfg.selection``."""
         if self.cfg.selection == "hpa_budget" and row["cpu_vs_hpa"] <= 1.0:
@@ -554,29 +547,29 @@ class _Validator:
         self.last_s = train_s
         policy = snapshot_policy(algo, self.cfg, name="snapshot")
         summaries = [run_policy(sc, policy, progress=False).summary for sc in self.scenarios]
-        scores = [self.score(s, h) for s, h in zip(summaries, self.hpa_core_hours, strict=True)]
+        bad = float(
+            np.mean([s["slo_violation_fraction"] + s["failed_request_fraction"] for s in summaries])
+        )
+        cpu_vs_hpa = float(
+            np.mean(
+                [
+                    s["cpu_core_hours"] / h
+                    for s, h in zip(summaries, self.hpa_core_hours, strict=True)
+                ]
+            )
+        )
         row = {
             "iteration": iteration,
             "env_steps": env_steps,
             "train_s": round(train_s, 1),
-            "score": float(np.mean(scores)),
+            # violating + failed fraction + this x core-hours / the HPA's (means over scenarios)
+            "score": bad + self.cfg.validation_cost_weight * cpu_vs_hpa,
             **{
                 k: float(np.mean([s[k] for s in summaries]))
                 for k in ("slo_violation_fraction", "cpu_core_hours")
             },
-            "violating_or_failed_fraction": float(
-                np.mean(
-                    [s["slo_violation_fraction"] + s["failed_request_fraction"] for s in summaries]
-                )
-            ),
-            "cpu_vs_hpa": float(
-                np.mean(
-                    [
-                        s["cpu_core_hours"] / h
-                        for s, h in zip(summaries, self.hpa_core_hours, strict=True)
-                    ]
-                )
-            ),
+            "violating_or_failed_fraction": bad,
+            "cpu_vs_hpa": cpu_vs_hpa,
         }
         self.history.append(row)
         if self.best is None or self.rank(row) < self.rank(self.best["row"]):

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drpc.baselines.hpa import HPAController, PodInfo, PodMetric, default_behavior
+from drpc.baselines.hpa import (
+    DEFAULT_DOWNSCALE_STABILIZATION_WINDOW_S,
+    HPAController,
+    PodInfo,
+    PodMetric,
+    default_behavior,
+)
 from drpc.baselines.threshold import (
     ThresholdConfig,
     VerticalThresholdConfig,
@@ -97,7 +103,7 @@ class HPAParams:
     """'default' (autoscaling/v2 default behavior) or 'legacy' (no behavior field)."""
     tolerance: float = 0.1
     """Usage-ratio tolerance."""
-    scale_down_window_s: int = 300
+    scale_down_window_s: int = int(DEFAULT_DOWNSCALE_STABILIZATION_WINDOW_S)
     """Scale-down stabilisation window (s): the controller's
     ``--horizontal-pod-autoscaler-downscale-stabilization`` (upstream default 300), which an
     HPA with ``behavior: {}`` uses, as if ``behavior.scaleDown.stabilizationWindowSeconds``

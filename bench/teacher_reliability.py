@@ -10,8 +10,10 @@ differ from ``drpc train``'s defaults, the seed, the exported teacher's SLO-viol
 intervals and core-hours on ``default`` against the best HPA's, whether it beats the HPA
 (fewer violating intervals at no more core-hours), the training minute of the first probe
 that beat it, and how many of the validation snapshots collapsed (more than 10% of the
-validation day's intervals violating). Then per label and settings: runs that beat the HPA
-out of runs.
+validation day's intervals violating), and whether the exported snapshot beat the HPA on the
+validation day (runs before that verdict was recorded: "-"). Then per label and settings:
+runs that beat the HPA out of runs, and of the runs whose snapshot beat it on the validation
+day, how many beat it on ``default``.
 """
 
 from __future__ import annotations
@@ -63,7 +65,9 @@ def run_row(path: Path) -> dict[str, Any]:
     row = data["scenarios"]["default"]
     teacher, hpa = row["policies"]["teacher"], row["policies"][row["best_hpa"]]
     intervals = row["intervals"]
-    history = (training.get("validation") or {}).get("history", [])
+    validation = training.get("validation") or {}
+    history = validation.get("history", [])
+    best = validation.get("best") or {}
     return {
         "file": path.name,
         "label": data.get("label", ""),
@@ -85,7 +89,25 @@ def run_row(path: Path) -> dict[str, Any]:
         "collapsed_snapshots": sum(
             h["slo_violation_fraction"] > COLLAPSE_FRACTION for h in history
         ),
+        # did the exported snapshot beat the HPA on the validation day (training data)?
+        # None: the run predates that field of the validation rows
+        "exported_beats_hpa_on_validation": best.get("beats_hpa"),
     }
+
+
+def _validation_agreement(runs: list[dict[str, Any]]) -> dict[str, int | None]:
+    verdicts = [r for r in runs if r["exported_beats_hpa_on_validation"] is not None]
+    if not verdicts:
+        return {"beat_hpa_on_validation": None, "of_those_beat_hpa_on_default": None}
+    passed = [r for r in verdicts if r["exported_beats_hpa_on_validation"]]
+    return {
+        "beat_hpa_on_validation": len(passed),
+        "of_those_beat_hpa_on_default": sum(r["beats_best_hpa"] for r in passed),
+    }
+
+
+def _yes_no(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "no")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,14 +127,17 @@ def main(argv: list[str] | None = None) -> int:
             "settings": json.loads(settings),
             "runs": len(runs),
             "beat_hpa": sum(r["beats_best_hpa"] for r in runs),
+            # of the runs whose exported snapshot beat the HPA on the validation day, how
+            # many beat it on `default` (None when no run records the verdict)
+            **_validation_agreement(runs),
             "seeds": sorted(r["seed"] for r in runs),
         }
         for (label, settings), runs in groups.items()
     ]
     print(
-        "| label | settings (beyond defaults) | seed | teacher viol. intervals / core-h | HPA | beats | first beat (min) | collapsed snapshots |"
+        "| label | settings (beyond defaults) | seed | teacher viol. intervals / core-h | HPA | beats | first beat (min) | collapsed snapshots | beat it on validation |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['label'] or '-'} | "
@@ -120,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['teacher_violating_intervals']} / {r['teacher_cpu_core_hours']:.1f} | "
             f"{r['hpa_violating_intervals']} / {r['hpa_cpu_core_hours']:.1f} | "
             f"{'yes' if r['beats_best_hpa'] else 'no'} | {r['first_beats_train_min'] or '-'} | "
-            f"{r['collapsed_snapshots']} of {r['validation_snapshots']} |"
+            f"{r['collapsed_snapshots']} of {r['validation_snapshots']} | "
+            f"{_yes_no(r['exported_beats_hpa_on_validation'])} |"
         )
     for s in summary:
         label = json.dumps(s["settings"]) if s["settings"] else "defaults"

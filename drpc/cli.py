@@ -428,7 +428,26 @@ def _cmd_train(args) -> int:
         f"summary: {result.out / 'train_summary.json'}",
         file=sys.stderr,
     )
+    if result.validation_best is not None:
+        print(validation_verdict(result.validation_best), file=sys.stderr)
     return 0
+
+
+def validation_verdict(row: dict) -> str:
+    """One line on whether the exported snapshot beat the HPA on the validation day (a row of
+    the validation history); a warning when it did not."""
+    day = (
+        f"{row['violating_or_failed_fraction']:.4f} violating or failed intervals at "
+        f"{row['cpu_vs_hpa']:.2f}x the HPA's CPU (the HPA: "
+        f"{row['hpa_violating_or_failed_fraction']:.4f} at 1.00x)"
+    )
+    if row["beats_hpa"]:
+        return f"validation day: the exported snapshot beats the HPA: {day}"
+    return (
+        f"WARNING: the exported snapshot does not beat the HPA on the validation day: {day}. "
+        "Evaluate it before serving it, or train again (another --seed or a longer "
+        "--time-budget)."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,18 @@ def test_reliability_table_reads_the_committed_runs(tmp_path):
     labels = {(s["label"], json.dumps(s["settings"])) for s in data["by_settings"]}
     assert len(labels) == len(data["by_settings"])
     assert ("memory+CPU floors", "{}") in labels and ("", "{}") in labels
+    # the validation-day verdict: recorded by newer runs, counted per setting
+    verdicts = [r for r in data["runs"] if r["exported_beats_hpa_on_validation"] is not None]
+    for s in data["by_settings"]:
+        mine = [
+            r
+            for r in verdicts
+            if (r["label"], r["settings"]) == (s["label"], s["settings"])
+            and r["exported_beats_hpa_on_validation"]
+        ]
+        if s["beat_hpa_on_validation"] is not None:
+            assert s["beat_hpa_on_validation"] == len(mine)
+            assert s["of_those_beat_hpa_on_default"] == sum(r["beats_best_hpa"] for r in mine)
 
 
 def test_reliability_table_refuses_a_result_without_training(tmp_path):

@@ -195,6 +195,18 @@ def test_selection_picks_the_fewest_violations_within_the_hpas_cpu():
     assert min(over, key=lambda r: _Validator.rank(v, r))["name"] == "no violations, over budget"
 
 
+def test_train_warns_when_the_exported_snapshot_does_not_beat_the_hpa_on_validation():
+    from drpc.cli import validation_verdict
+
+    row = dict(violating_or_failed_fraction=0.0014, cpu_vs_hpa=0.86,
+               hpa_violating_or_failed_fraction=0.0028, beats_hpa=True)  # fmt: skip
+    assert validation_verdict(row).startswith("validation day: the exported snapshot beats")
+    assert "0.0014 violating or failed intervals at 0.86x" in validation_verdict(row)
+    warning = validation_verdict({**row, "cpu_vs_hpa": 1.05, "beats_hpa": False})
+    assert warning.startswith("WARNING: the exported snapshot does not beat the HPA")
+    assert "1.05x the HPA's CPU" in warning and "--seed" in warning
+
+
 TINY = dict(
     iterations=2,
     steps_per_iteration=24,
@@ -239,7 +251,15 @@ def test_train_writes_checkpoint_logs_and_evaluation(trained):
     assert meta["action_mapping"]["mode"] == "target"
     # the exported actor is the best validated snapshot (here: the final, forced validation)
     assert meta["selection"]["best"]["iteration"] == 2
-    assert summary_validation(out)["best"]["score"] > 0
+    best = summary_validation(out)["best"]
+    assert best["score"] > 0
+    # the verdict on the validation day is the criterion against the HPA's numbers
+    assert best["hpa_violating_or_failed_fraction"] >= 0
+    assert best["beats_hpa"] == (
+        best["violating_or_failed_fraction"] < best["hpa_violating_or_failed_fraction"]
+        and best["cpu_vs_hpa"] <= 1.0
+    )
+    assert result.validation_best == best
     summary = json.loads((out / "train_summary.json").read_text())
     runs = summary["evaluations"]["default-short"]
     assert [r["policy"] for r in runs] == ["teacher", "hpa"]

@@ -215,7 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default="bench/results/teacher_vs_hpa.json")
     parser.add_argument("--time-budget", type=float, default=840.0, help="training seconds")
-    parser.add_argument("--probe-every", type=float, default=120.0, help="training seconds")
+    parser.add_argument(
+        "--probe-every",
+        type=float,
+        default=60.0,
+        help="training seconds (as drpc train's validate_every_s, to probe each snapshot)",
+    )
     parser.add_argument(
         "--label",
         default="",

@@ -134,8 +134,9 @@ class TrainConfig:
     """Training-split scenario(s), comma-separated, on which snapshots of the actor are scored
     during training; the best one is exported (None: export the last). Validation time counts
     as training."""
-    validate_every_s: float = 120.0
-    """Seconds of training between validations."""
+    validate_every_s: float = 60.0
+    """Seconds of training between validations (each takes a few seconds; the actor swings
+    between snapshots, so more of them give the pick more chances to find a good one)."""
     selection: str = "hpa_budget"
     """How the exported snapshot is picked on the validation scenario(s). 'hpa_budget': among
     the snapshots that use no more CPU than the HPA (``hpa``, 80% target) there, the fewest

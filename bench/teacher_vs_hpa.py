@@ -342,7 +342,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row), file=sys.stderr, flush=True)
             return time.monotonic() - started
 
-        run = train(cfg, on_iteration=on_iteration)
+        if cfg.population > 1:  # members train in Ray workers: no probes, the chosen one only
+            from drpc.population import train_population
+
+            run = train_population(cfg)
+        else:
+            run = train(cfg, on_iteration=on_iteration)
         first = next((r for r in curve if r["beats_best_hpa"]), None)
         result["training"] = {
             "command": f"drpc train --time-budget {args.time_budget:g} --seed {args.seed}"
@@ -359,6 +364,10 @@ def main(argv: list[str] | None = None) -> int:
             # the snapshots scored on the validation day, and which one was exported
             "validation": json.loads((run.out / "train_summary.json").read_text()).get(
                 "validation"
+            ),
+            # with --set population=N: every member's best validated snapshot, and the choice
+            "population": json.loads((run.out / "train_summary.json").read_text()).get(
+                "population"
             ),
         }
         policy = load_policy(run.checkpoint, name="teacher")

@@ -351,6 +351,14 @@ def _add_train_parser(sub) -> None:
         "(default): the fewest SLO-violating intervals among snapshots that use no more CPU "
         "than the HPA there; 'score': the lowest violations + 0.1 x CPU/HPA's",
     )
+    hp.add_argument(
+        "--population",
+        type=int,
+        default=d.population,
+        help="train this many seeds at once (--seed, --seed+1, ...; each with the whole time "
+        "budget on its share of the CPUs) and export the member whose snapshot ranks best on "
+        "the validation scenario (default: 1)",
+    )
     ev = tr.add_argument_group("evaluation after training")
     ev.add_argument(
         "--eval-scenario",
@@ -417,11 +425,17 @@ def _cmd_train(args) -> int:
             None if str(args.validation_scenario).lower() == "none" else args.validation_scenario
         ),
         selection=args.selection,
+        population=args.population,
         eval_scenarios=tuple(args.eval_scenarios or d.eval_scenarios),
         eval_baselines=tuple(args.eval_baselines or d.eval_baselines),
         progress=not args.no_progress,
     )
-    result = train(cfg)
+    if cfg.population > 1:
+        from drpc.population import train_population
+
+        result = train_population(cfg)
+    else:
+        result = train(cfg)
     print(
         f"\ntrained {result.iterations} iterations, {result.env_steps} env steps in "
         f"{result.wall_s:.0f} s\ncheckpoint: {result.checkpoint}\n"

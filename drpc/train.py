@@ -143,6 +143,11 @@ class TrainConfig:
     violating and failed intervals, then the least CPU -- the goal "fewer SLO violations at
     no more CPU than the HPA" on training data; if none fits the budget, the lowest score.
     'score': the lowest score."""
+    population: int = 1
+    """Independent trainings run at once (seeds ``seed`` .. ``seed + population - 1``, each
+    with the whole time budget on its share of the CPUs); the member whose exported snapshot
+    ranks best by ``selection`` on the validation scenario(s) is exported
+    (:mod:`drpc.population`)."""
     validation_cost_weight: float = 0.1
     """Score = violation fraction + failed fraction + this x core-hours / the HPA's (lower is
     better): one point of violating intervals weighs as much as 10% of the HPA's CPU."""
@@ -185,6 +190,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0")
         if self.num_envs_per_env_runner < 1 or self.rollout_fragment_length < 1:
             raise ValueError("num_envs_per_env_runner and rollout_fragment_length must be >= 1")
+        if self.population < 1:
+            raise ValueError(f"population must be >= 1, got {self.population}")
+        if self.population > 1 and (
+            self.algorithm != "td3" or not self.validation_scenario or self.resume
+        ):
+            raise ValueError(
+                "population > 1 compares the members on the validation scenario: it needs "
+                "algorithm 'td3', a validation_scenario, and no resume"
+            )
 
 
 @dataclass

@@ -292,6 +292,49 @@ def test_evaluate_cli_runs_the_checkpoint_beside_the_hpa(trained, tmp_path, caps
     assert str(result.out) in capsys.readouterr().out
 
 
+def test_population_trains_members_at_once_and_exports_the_best_validated(
+    ray_session, tmp_path, trained
+):
+    from drpc.population import choose_member, train_population
+
+    _, short = trained
+    out = tmp_path / "pop"
+    cfg = TrainConfig(out=str(out), population=2, seed=3, eval_scenarios=(str(short),), **TINY)
+    result = train_population(cfg)
+    population = json.loads((out / "population.json").read_text())
+    members = population["members"]
+    assert [m["seed"] for m in members] == [3, 4]
+    for i, m in enumerate(members):  # each member is a whole drpc train run of its own
+        assert (out / f"member-{i}" / "checkpoint" / "drpc_policy.json").is_file()
+        assert m["validation_best"]["hpa_violating_or_failed_fraction"] >= 0
+    chosen = population["chosen"]
+    assert chosen == choose_member(cfg, members)
+    # the exported checkpoint is the chosen member's, byte for byte
+    mine = out / f"member-{chosen}" / "checkpoint" / "policy.pt"
+    assert (out / "checkpoint" / "policy.pt").read_bytes() == mine.read_bytes()
+    assert result.validation_best == members[chosen]["validation_best"]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["population"]["chosen"] == chosen
+    assert [r["policy"] for r in summary["evaluations"]["default-short"]] == ["teacher", "hpa"]
+
+
+def test_population_ranks_members_by_the_selection_rule():
+    from drpc.population import choose_member
+
+    def member(seed, violating, cpu_vs_hpa):
+        return {"seed": seed, "validation_best": {"violating_or_failed_fraction": violating,
+                "cpu_vs_hpa": cpu_vs_hpa, "score": violating + 0.1 * cpu_vs_hpa}}  # fmt: skip
+
+    members = [member(0, 0.0, 1.2), member(1, 0.004, 0.8), member(2, 0.002, 0.9)]
+    assert choose_member(TrainConfig(population=3), members) == 2  # within the HPA's CPU
+    assert choose_member(TrainConfig(population=3, selection="score"), members) == 1  # cheapest
+    assert choose_member(TrainConfig(population=3), [members[0], member(5, 0.0, 1.2)]) == 0
+    with pytest.raises(ValueError, match="population > 1 compares the members"):
+        TrainConfig(population=2, validation_scenario=None)
+    with pytest.raises(ValueError, match="population must be >= 1"):
+        TrainConfig(population=0)
+
+
 def test_resume_continues_the_step_count(trained, tmp_path):
     result, short = trained
     out = tmp_path / "resumed"

@@ -58,6 +58,7 @@ def test_reliability_table_reads_the_committed_runs(tmp_path):
     assert any(len(names) > 1 for names in by_settings.values())
     # the validation-day verdict: recorded by newer runs, counted per setting
     verdicts = [r for r in data["runs"] if r["exported_beats_hpa_on_validation"] is not None]
+    assert verdicts
     for s in data["by_settings"]:
         mine = [
             r

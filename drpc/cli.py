@@ -459,8 +459,8 @@ def validation_verdict(row: dict) -> str:
         return f"validation day: the exported snapshot beats the HPA: {day}"
     return (
         f"WARNING: the exported snapshot does not beat the HPA on the validation day: {day}. "
-        "Evaluate it before serving it, or train again (another --seed or a longer "
-        "--time-budget)."
+        "Evaluate it before serving it, or train again (another --seed, --population 3, or "
+        "a longer --time-budget)."
     )
 
 

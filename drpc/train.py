@@ -136,7 +136,7 @@ class TrainConfig:
     as training."""
     validate_every_s: float = 60.0
     """Seconds of training between validations (each takes a few seconds; the actor swings
-    between snapshots, so more of them give the pick more chances to find a good one)."""
+    between snapshots, so the pick wants many; 60 and 120 measured alike, see the README)."""
     selection: str = "hpa_budget"
     """How the exported snapshot is picked on the validation scenario(s). 'hpa_budget': among
     the snapshots that use no more CPU than the HPA (``hpa``, 80% target) there, the fewest
@@ -534,6 +534,14 @@ def validation_scenarios(cfg: TrainConfig) -> list[str]:
     return [name.strip() for name in cfg.validation_scenario.split(",") if name.strip()]
 
 
+def snapshot_rank(selection: str, row: dict[str, Any]) -> tuple[int, float, float]:
+    """Sort key of a validated snapshot's row (lower is better) under ``selection`` (see
+    :attr:`TrainConfig.selection`); the same rule ranks the members of a population."""
+    if selection == "hpa_budget" and row["cpu_vs_hpa"] <= 1.0:
+        return (0, row["violating_or_failed_fraction"], row["cpu_vs_hpa"])
+    return (1, row["score"], 0.0)
+
+
 class _Validator:
     """Scores actor snapshots on the validation scenario(s) and keeps the best one's weights;
     with several, the score and the metrics are means over them."""
@@ -554,9 +562,7 @@ class _Validator:
 
     def rank(self, row: dict[str, Any]) -> tuple[int, float, float]:
         """Sort key of a validated snapshot (lower is better), per ``cfg.selection``."""
-        if self.cfg.selection == "hpa_budget" and row["cpu_vs_hpa"] <= 1.0:
-            return (0, row["violating_or_failed_fraction"], row["cpu_vs_hpa"])
-        return (1, row["score"], 0.0)
+        return snapshot_rank(self.cfg.selection, row)
 
     def __call__(
         self, algo: Any, iteration: int, env_steps: int, train_s: float, force: bool = False

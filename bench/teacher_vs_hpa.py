@@ -342,12 +342,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(row), file=sys.stderr, flush=True)
             return time.monotonic() - started
 
-        if cfg.population > 1:  # members train in Ray workers: no probes, the chosen one only
-            from drpc.population import train_population
-
-            run = train_population(cfg)
-        else:
-            run = train(cfg, on_iteration=on_iteration)
+        # with --set population=N the members train in Ray workers: no probes
+        run = train(cfg, on_iteration=None if cfg.population > 1 else on_iteration)
+        summary = json.loads((run.out / "train_summary.json").read_text())
         first = next((r for r in curve if r["beats_best_hpa"]), None)
         result["training"] = {
             "command": f"drpc train --time-budget {args.time_budget:g} --seed {args.seed}"
@@ -362,13 +359,9 @@ def main(argv: list[str] | None = None) -> int:
             "first_beats_best_hpa_train_s": first["train_s"] if first else None,
             "best_hpa_default": hpa_default,
             # the snapshots scored on the validation day, and which one was exported
-            "validation": json.loads((run.out / "train_summary.json").read_text()).get(
-                "validation"
-            ),
+            "validation": summary.get("validation"),
             # with --set population=N: every member's best validated snapshot, and the choice
-            "population": json.loads((run.out / "train_summary.json").read_text()).get(
-                "population"
-            ),
+            "population": summary.get("population"),
         }
         policy = load_policy(run.checkpoint, name="teacher")
     per_scenario = dict(item.split("=", 1) for item in args.scenario_checkpoint)

@@ -430,12 +430,7 @@ def _cmd_train(args) -> int:
         eval_baselines=tuple(args.eval_baselines or d.eval_baselines),
         progress=not args.no_progress,
     )
-    if cfg.population > 1:
-        from drpc.population import train_population
-
-        result = train_population(cfg)
-    else:
-        result = train(cfg)
+    result = train(cfg)
     print(
         f"\ntrained {result.iterations} iterations, {result.env_steps} env steps in "
         f"{result.wall_s:.0f} s\ncheckpoint: {result.checkpoint}\n"

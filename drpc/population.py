@@ -3,8 +3,8 @@
 A 14-minute TD3 run on 2 cores beats the HPA on ``default`` in about half of the seeds, and
 its exported snapshot's verdict on the validation day (training data) mostly tells which
 half: a snapshot that beat the HPA there beat it on ``default`` in 9 of 11 runs measured, one
-that did not in 3 of 13 (the README's *Training wall-clock*). So ``drpc train --population N`` trains ``N`` seeds
-(``seed``, ``seed + 1``, ...) concurrently, as Ray tasks that share the machine's CPUs, each
+that did not in 3 of 13 (the README's *Training wall-clock*). So ``drpc train --population
+N`` trains ``N`` seeds (``seed``, ``seed + 1``, ...) concurrently, as Ray tasks that share the machine's CPUs, each
 with the full time budget on its own clock, and exports the member snapshot that ranks best
 by the run's ``selection`` rule on the validation scenario(s). Wall-clock stays the budget;
 each member gets ``1/N`` of the CPUs, so fewer env steps.
@@ -116,18 +116,15 @@ def train_population(cfg: TrainConfig) -> TrainResult:
     finally:
         bar.close()
     wall_s = time.monotonic() - started
-    if any(m["validation_best"] is None for m in members):
-        raise RuntimeError("a population member has no validated snapshot to compare")
     chosen = choose_member(cfg, members)
     checkpoint = out / "checkpoint"
     shutil.copytree(members[chosen]["checkpoint"], checkpoint)
     population = {"chosen": chosen, "wall_s": round(wall_s, 1), "members": members}
     (out / "population.json").write_text(json.dumps(population, indent=2))
+    best = members[chosen]
     if cfg.progress:
-        best = members[chosen]
         print(f"population: exported member {chosen} (seed {best['seed']}) of {len(members)}")
     evaluations = evaluate_checkpoint(checkpoint, cfg, out)
-    best = members[chosen]
     summary = {
         "checkpoint": str(checkpoint),
         "stopped_by": "population",

@@ -438,6 +438,12 @@ def train(
     from drpc.teacher.checkpoint import export_policy, load_run_config
 
     check_scenarios(cfg)  # fail fast, before Ray starts
+    if cfg.population > 1:  # several runs at once, the best exported
+        if on_iteration is not None:
+            raise ValueError("on_iteration needs population=1 (members train in Ray workers)")
+        from drpc.population import train_population
+
+        return train_population(cfg)
     if cfg.resume:
         load_run_config(cfg.resume)  # refuses a folder that is not a DRPC checkpoint
     out = _prepare_out(cfg)
